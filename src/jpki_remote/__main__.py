@@ -1,0 +1,5 @@
+import sys
+
+from jpki_remote.cli import main
+
+sys.exit(main())

@@ -1,0 +1,9 @@
+"""`jpki-remote` sub-commands of the card package."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction, bench: argparse._SubParsersAction) -> None:
+    """Add this package's sub-commands to ``subparsers`` and its benchmarks to ``bench``."""

@@ -1,0 +1,97 @@
+"""Settings, read once from the environment (prefix ``JPKI_``) with embedded defaults.
+
+Every value has a default that runs the whole system on one machine: SQLite in the data directory, an encrypted
+key file for the CA keys, virtual cards, and a development outbox instead of SMTP/SMS. Production deployments set
+the variables below (see README "Configuration").
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+ENV_PREFIX = "JPKI_"
+
+
+def _default_data_dir() -> Path:
+    return Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "jpki-remote"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All configuration of one jpki-remote process. Field ``x`` is read from ``JPKI_X``."""
+
+    data_dir: Path = field(default_factory=_default_data_dir)
+    # Empty means sqlite:///<data_dir>/jpki.db. PostgreSQL: postgresql+psycopg://user@127.0.0.1:5432/dbname
+    database_url: str = ""
+    # Empty means rate-limit counters live in the database; set redis://127.0.0.1:6379/0 in production.
+    redis_url: str = ""
+
+    # CA key store: "file" (encrypted PKCS#8 files in <data_dir>/keys) or "pkcs11".
+    keystore: str = "file"
+    keystore_passphrase: str = ""  # empty: a random one is generated and kept in <data_dir>/keys/.passphrase (0600)
+    pkcs11_module: str = "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so"
+    pkcs11_token_label: str = "jpki-ca"  # noqa: S105 - a label, not a secret
+    pkcs11_user_pin: str = ""
+
+    # CRL / OCSP publication
+    public_base_url: str = "http://127.0.0.1:8080"
+    crl_shards: int = 16
+    ocsp_response_validity_hours: int = 24
+    ocsp_refresh_before_hours: int = 8
+
+    # Identity proofing
+    face_threshold: float = 0.38
+    security_code_ttl_seconds: int = 600
+    security_code_max_failures: int = 5
+    # Delivery of security codes and notices: "outbox" (development), "smtp", "sms", or "smtp,sms".
+    delivery: str = "outbox"
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    smtp_sender: str = "jpki-remote@localhost"
+    sms_gateway_url: str = ""
+
+    # Web
+    host: str = "127.0.0.1"
+    port: int = 8080
+    session_idle_seconds: int = 180
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'jpki.db'}"
+
+    def with_overrides(self, **values: object) -> Settings:
+        return replace(self, **values)  # type: ignore[arg-type]
+
+
+def _coerce(raw: str, current: object) -> object:
+    if isinstance(current, bool):
+        return raw.strip().lower() in {"1", "true", "yes", "on"}
+    if isinstance(current, int):
+        return int(raw)
+    if isinstance(current, float):
+        return float(raw)
+    if isinstance(current, Path):
+        return Path(raw).expanduser()
+    return raw
+
+
+def load_settings(environ: dict[str, str] | None = None) -> Settings:
+    """Read settings from ``environ`` (default: the process environment). Unknown JPKI_ variables are an error."""
+    env = os.environ if environ is None else environ
+    base = Settings()
+    known = {f.name for f in fields(Settings)}
+    values: dict[str, object] = {}
+    for key, raw in env.items():
+        if not key.startswith(ENV_PREFIX):
+            continue
+        name = key[len(ENV_PREFIX) :].lower()
+        if name not in known:
+            names = ", ".join(sorted(ENV_PREFIX + k.upper() for k in known))
+            raise ValueError(f"unknown setting {key}; known: {names}")
+        try:
+            values[name] = _coerce(raw, getattr(base, name))
+        except ValueError as exc:
+            raise ValueError(f"{key}={raw!r} is not valid: {exc}") from exc
+    return replace(base, **values)  # type: ignore[arg-type]

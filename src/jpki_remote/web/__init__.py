@@ -1,0 +1,1 @@
+"""FastAPI application: JSON API, OCSP/CRL endpoints, kiosk / portal / counter / admin pages."""
