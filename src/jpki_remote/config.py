@@ -27,6 +27,7 @@ class Settings:
     database_url: str = ""
     # Empty means rate-limit counters live in the database; set redis://127.0.0.1:6379/0 in production.
     redis_url: str = ""
+    redis_key_prefix: str = "jpki:"  # every Redis key this deployment writes starts with it
 
     # CA key store: "file" (encrypted PKCS#8 files in <data_dir>/keys) or "pkcs11".
     keystore: str = "file"
@@ -44,13 +45,29 @@ class Settings:
     # Identity proofing
     face_threshold: float = 0.38
     security_code_ttl_seconds: int = 600
-    security_code_max_failures: int = 5
+    security_code_max_failures: int = 5  # per procedure and purpose, across resends
+    security_code_resend_seconds: int = 60  # cooldown between two codes for one procedure
+    security_code_max_issues: int = 5  # codes one procedure may request (limits SMS pumping)
+    # HMAC key (hex, >= 32 bytes) for code hashes and rate-limit subjects; empty: generated once and kept in
+    # <data_dir>/secrets/proofing.key (0600). All app servers of one deployment must share it.
+    proofing_secret: str = ""
     # Delivery of security codes and notices: "outbox" (development), "smtp", "sms", or "smtp,sms".
     delivery: str = "outbox"
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 25
     smtp_sender: str = "jpki-remote@localhost"
     sms_gateway_url: str = ""
+    sms_gateway_token: str = ""  # bearer token for the SMS gateway
+    sms_gateway_retries: int = 3  # extra tries on 5xx / connection errors, with exponential backoff
+    smtp_starttls: bool = False
+    smtp_username: str = ""
+    smtp_password: str = ""
+    delivery_timeout_seconds: float = 10.0
+    notification_max_attempts: int = 10  # then the notice is marked failed for an operator
+
+    # Audit log: Ed25519 key for signed tree heads (PEM, 0600); empty: <data_dir>/audit/signing-key.pem
+    audit_signing_key: str = ""
+    audit_sth_interval_seconds: int = 60  # a single append signs a new tree head when the last is older
 
     # Web
     host: str = "127.0.0.1"
