@@ -35,6 +35,12 @@ class Settings:
     pkcs11_module: str = "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so"
     pkcs11_token_label: str = "jpki-ca"  # noqa: S105 - a label, not a secret
     pkcs11_user_pin: str = ""
+    # Certification authorities: organisation in the CA names (the real ones say O=JPKI; tests use JPKI-TEST),
+    # CA and delegated OCSP responder certificate lifetimes, and lint worker processes (0: lint in the calling thread).
+    ca_organization: str = "JPKI-TEST"
+    ca_validity_years: int = 10
+    ocsp_signer_validity_days: int = 365
+    ca_lint_workers: int = 0
 
     # CRL / OCSP publication
     public_base_url: str = "http://127.0.0.1:8080"
