@@ -62,6 +62,8 @@ class Certificate(Base):
     issued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     revocation_reason: Mapped[int | None] = mapped_column(Integer)  # RFC 5280 CRLReason code
+    # RFC 5280 §5.3.2: when the key is known or suspected to have been compromised, if earlier than revoked_at.
+    invalidity_date: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class LintFinding(Base):
@@ -86,6 +88,8 @@ class CrlShard(Base):
     next_update: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     der: Mapped[bytes] = mapped_column(LargeBinary)
     entries: Mapped[int] = mapped_column(Integer)
+    # count/max(revoked_at) of the shard's revocations when built; a different value means the shard is dirty.
+    source_fingerprint: Mapped[str] = mapped_column(String(96), default="")
 
 
 class OcspResponse(Base):
@@ -97,5 +101,6 @@ class OcspResponse(Base):
     serial_hex: Mapped[str] = mapped_column(String(48), primary_key=True)
     hash_algorithm: Mapped[str] = mapped_column(String(16), primary_key=True)  # CertID hash: sha1 / sha256
     der: Mapped[bytes] = mapped_column(LargeBinary)
+    cert_status: Mapped[str] = mapped_column(String(8), default="good")  # good / revoked, as signed in `der`
     produced_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     next_update: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
