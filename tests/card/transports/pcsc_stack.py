@@ -1,0 +1,232 @@
+"""A private PC/SC stack for tests: our own ``pcscd -f`` with the vpcd reader on free ports, torn down afterwards.
+
+pcsc-lite 1.9.9's pcscd ignores ``PCSCLITE_CSOCK_NAME`` (only the client library reads it) and insists on
+``/run/pcscd/pcscd.comm`` and ``/run/pcscd/pcscd.pid``. So pcscd runs in a private mount namespace (``unshare
+--mount``; as non-root also ``--user --map-root-user``) where a fresh tmpfs covers ``/run`` and ``/run/pcscd`` is a
+bind mount of a test directory: its socket appears in that directory, clients reach it with
+``PCSCLITE_CSOCK_NAME=<dir>/pcscd.comm``, and the host's ``/run`` (a system pcscd, udev) is untouched. The reader
+configuration is our own directory (``pcscd -c``) naming vpcd's driver with ``DEVICENAME /dev/null:<port>``; vpcd
+opens that port and the next one (its second slot). Nothing is left running: the daemon gets SIGTERM from
+:meth:`PcscStack.stop`, from an ``atexit`` hook, and (parent-death signal) if the test process dies.
+
+libpcsclite reads ``PCSCLITE_CSOCK_NAME`` once per process, so a test process uses ONE stack (session-scoped);
+:meth:`PcscStack.start` sets the variable in ``os.environ`` and restarting the stack keeps the same socket path.
+Use :meth:`PcscStack.env` for subprocesses (OpenSC, pcsc_scan).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ctypes
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+VPCD_DRIVER = Path("/usr/lib/pcsc/drivers/serial/libifdvpcd.so")
+READER_NAME = "Virtual PCD"
+SOCKET_ENV = "PCSCLITE_CSOCK_NAME"
+_PR_SET_PDEATHSIG = 1
+
+_NAMESPACE_SCRIPT = (
+    'set -e; mount -t tmpfs -o mode=0755 tmpfs /run; mkdir /run/pcscd; mount --bind "$1" /run/pcscd; '
+    'shift; exec "$@"'
+)
+
+
+class StackUnavailable(RuntimeError):
+    """This machine cannot run a private pcscd (missing package, no namespaces); the message says what is missing."""
+
+
+def missing_requirements() -> list[str]:
+    """What is missing on this machine for the stack (empty when it can run)."""
+    missing = [tool for tool in ("pcscd", "unshare") if shutil.which(tool) is None]
+    if not VPCD_DRIVER.exists():
+        missing.append(f"vsmartcard-vpcd ({VPCD_DRIVER})")
+    return missing
+
+
+def free_port_pair() -> int:
+    """A TCP port p such that p and p+1 are free on all interfaces (vpcd binds INADDR_ANY for its two slots)."""
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        if port >= 65535:
+            continue
+        try:
+            with socket.socket() as first, socket.socket() as second:
+                first.bind(("0.0.0.0", port))  # probing exactly what vpcd will bind
+                second.bind(("0.0.0.0", port + 1))
+        except OSError:
+            continue
+        return port
+    raise StackUnavailable("no two consecutive free TCP ports for vpcd")
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
+
+
+class PcscStack:
+    """pcscd + vpcd for one test process. ``port`` is vpcd's first slot (reader ``Virtual PCD 00 00``)."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.run_dir = workdir / "run"
+        self.conf_dir = workdir / "reader.conf.d"
+        self.log_path = workdir / "pcscd.log"
+        self.port = 0
+        self.process: subprocess.Popen[bytes] | None = None
+        self._log_file = None
+        self._saved_env: str | None = None
+
+    @property
+    def socket_path(self) -> Path:
+        return self.run_dir / "pcscd.comm"
+
+    @property
+    def reader_names(self) -> list[str]:
+        return [f"{READER_NAME} 00 00", f"{READER_NAME} 00 01"]
+
+    def env(self, base: dict[str, str] | None = None) -> dict[str, str]:
+        """Environment for a subprocess that should use this stack."""
+        env = dict(os.environ if base is None else base)
+        env[SOCKET_ENV] = str(self.socket_path)
+        return env
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    # -- life cycle -------------------------------------------------------------------------------------------------
+
+    def start(self, timeout: float = 15.0) -> PcscStack:
+        missing = missing_requirements()
+        if missing:
+            raise StackUnavailable("missing: " + ", ".join(missing))
+        current = os.environ.get(SOCKET_ENV)
+        if current and current != str(self.socket_path):
+            raise StackUnavailable(f"{SOCKET_ENV} is already {current}; one PC/SC stack per test process")
+        if self.process is not None:
+            raise RuntimeError("pcscd is already running")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.conf_dir.mkdir(parents=True, exist_ok=True)
+        for stale in ("pcscd.comm", "pcscd.pid"):
+            (self.run_dir / stale).unlink(missing_ok=True)
+        last_error = ""
+        for _attempt in range(3):
+            self.port = free_port_pair()
+            (self.conf_dir / "vpcd").write_text(
+                f'FRIENDLYNAME "{READER_NAME}"\n'
+                f"DEVICENAME   /dev/null:{self.port}\n"
+                f"LIBPATH      {VPCD_DRIVER}\n"
+                f"CHANNELID    {self.port}\n"
+            )
+            self._spawn()
+            if self._wait_ready(timeout):
+                self._saved_env = current
+                os.environ[SOCKET_ENV] = str(self.socket_path)
+                atexit.register(self.stop)
+                return self
+            last_error = self.log()[-2000:]
+            self._terminate()
+        raise StackUnavailable(f"pcscd with vpcd did not come up; its log:\n{last_error}")
+
+    def _spawn(self) -> None:
+        namespaces = ["unshare", "--mount", "--propagation", "private"]
+        if os.geteuid() != 0:
+            namespaces[1:1] = ["--user", "--map-root-user"]
+        command = [*namespaces, "sh", "-c", _NAMESPACE_SCRIPT, "pcscd-ns", str(self.run_dir),
+                   "pcscd", "--foreground", "--info", "--config", str(self.conf_dir)]
+        self._log_file = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=self._log_file, stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent,
+        )
+
+    def _wait_ready(self, timeout: float) -> bool:
+        def ready() -> bool:
+            if self.process is None or self.process.poll() is not None:
+                return True  # exited: stop waiting
+            text = self.log()
+            return "daemon ready" in text and self.socket_path.exists()
+
+        wait_until(ready, timeout)
+        if self.process is None or self.process.poll() is not None:
+            return False
+        text = self.log()
+        return f"port {self.port}" in text and "Could not initialize connection" not in text
+
+    def _terminate(self) -> None:
+        process, self.process = self.process, None
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(5)
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+
+    def stop(self) -> None:
+        """Stop pcscd (idempotent). The socket path stays reserved for a restart in this process."""
+        self._terminate()
+        with contextlib.suppress(ValueError):
+            atexit.unregister(self.stop)
+
+    def restart(self, timeout: float = 15.0) -> None:
+        """Stop and start pcscd on the same socket and ports (as after a crash or an update of pcsc-lite)."""
+        self._terminate()
+        for stale in ("pcscd.comm", "pcscd.pid"):
+            (self.run_dir / stale).unlink(missing_ok=True)
+        self._spawn()
+        if not self._wait_ready(timeout):
+            raise StackUnavailable(f"pcscd did not restart; its log:\n{self.log()[-2000:]}")
+
+    def close(self) -> None:
+        """Stop pcscd and give ``PCSCLITE_CSOCK_NAME`` back (end of the test session)."""
+        self.stop()
+        if os.environ.get(SOCKET_ENV) == str(self.socket_path):
+            if self._saved_env is None:
+                del os.environ[SOCKET_ENV]
+            else:
+                os.environ[SOCKET_ENV] = self._saved_env
+
+    # -- cards ------------------------------------------------------------------------------------------------------
+
+    def card_present(self, slot: int = 0) -> bool:
+        from jpki_remote.card.transports.pcsc import list_readers
+
+        name = self.reader_names[slot]
+        return any(reader.name == name and reader.card_present for reader in list_readers())
+
+    def wait_card(self, present: bool, slot: int = 0, timeout: float = 10.0) -> bool:
+        """Wait until pcscd reports the card in ``slot`` present (or absent)."""
+        return wait_until(lambda: self.card_present(slot) == present, timeout)
+
+
+@contextlib.contextmanager
+def running_stack(workdir: Path) -> Iterator[PcscStack]:
+    stack = PcscStack(workdir).start()
+    try:
+        yield stack
+    finally:
+        stack.close()
