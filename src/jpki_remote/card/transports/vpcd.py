@@ -103,7 +103,7 @@ class VpcdCardServer:
                 log.warning("vpcd card server on port %d did not stop within %.1f s", self.port, timeout)
 
     def __enter__(self) -> Self:
-        return self.start()
+        return self if self._thread is not None else self.start()
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
