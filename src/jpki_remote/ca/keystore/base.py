@@ -16,6 +16,10 @@ class KeyStoreError(Exception):
     """The store cannot give or use a key (missing label, wrong passphrase, token gone). The message says why."""
 
 
+class KeyNotFoundError(KeyStoreError):
+    """No key under this label in the store."""
+
+
 class CaKey(Protocol):
     label: str
 
