@@ -47,6 +47,10 @@ class Settings:
     crl_shards: int = 16
     ocsp_response_validity_hours: int = 24
     ocsp_refresh_before_hours: int = 8
+    crl_validity_hours: int = 24  # nextUpdate - thisUpdate of every shard CRL
+    crl_republish_before_hours: int = 8  # rebuild an unchanged shard when its nextUpdate is this close
+    ocsp_cache_seconds: float = 5.0  # in-memory cache of precomputed responses: bounds how late a revocation shows
+    status_poll_seconds: int = 60  # background CRL publisher / OCSP refresher period
 
     # Identity proofing
     face_threshold: float = 0.38
