@@ -1,9 +1,324 @@
-"""`jpki-remote` sub-commands of the card package."""
+"""`jpki-remote card …`: create, inspect and use virtual cards; plug one into the OS smart-card stack; talk to readers.
+
+    card list                          the cards in <data_dir>/cards
+    card show ID [--json]              state without secrets: APs, certificates, PIN tries left / blocked
+    card insert ID [--port 35963]      serve the card to vpcd (pcscd's virtual reader) until Ctrl-C
+    card apdu ID HEX…                  send raw APDUs to the card in-process, print responses and SW meanings
+    card apdu --reader NAME HEX…       the same through PC/SC to a real (or vpcd) reader
+    card readers                       the PC/SC readers and whether they hold a card
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
+import os
+import re
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+class CommandError(Exception):
+    """A user-facing error: printed as ``jpki-remote card: <message>``, exit code in ``code``."""
+
+    def __init__(self, message: str, code: int = EXIT_FAILURE) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def register(subparsers: argparse._SubParsersAction, bench: argparse._SubParsersAction) -> None:
     """Add this package's sub-commands to ``subparsers`` and its benchmarks to ``bench``."""
+    card = subparsers.add_parser("card", help="virtual My Number Cards and card readers",
+                                 description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--cards-dir", type=Path, default=None,
+                        help="card directory (default: <data_dir>/cards; data_dir from JPKI_DATA_DIR)")
+    card.set_defaults(handler=lambda _args: _usage(card))
+    sub = card.add_subparsers(dest="card_command", metavar="COMMAND")
+
+    p = sub.add_parser("list", parents=[common], help="list the cards in the card directory")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(handler=_guarded(cmd_list))
+
+    p = sub.add_parser("show", parents=[common], help="a card's state without secrets")
+    p.add_argument("card_id", metavar="ID")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(handler=_guarded(cmd_show))
+
+    p = sub.add_parser("insert", parents=[common],
+                       help="insert the card into vpcd (pcscd's virtual reader) until Ctrl-C")
+    p.add_argument("card_id", metavar="ID")
+    p.add_argument("--host", default="127.0.0.1", help="where vpcd listens (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=35963,
+                   help="vpcd port: 35963 = reader 'Virtual PCD 00 00', 35964 = '… 00 01' (default 35963)")
+    p.set_defaults(handler=_guarded(cmd_insert))
+
+    p = sub.add_parser("apdu", parents=[common], help="send raw APDUs (hex) and print the responses",
+                       description="Send APDUs one after the other in one session (security state is kept between "
+                                   "them). Each HEX is one APDU; spaces and colons inside it are ignored.")
+    p.add_argument("--reader", metavar="NAME", help="send through PC/SC to the reader whose name contains NAME "
+                                                     "(then every positional argument is an APDU)")
+    p.add_argument("args", nargs="+", metavar="ID|HEX", help="card id (unless --reader) followed by APDUs")
+    p.set_defaults(handler=_guarded(cmd_apdu))
+
+    p = sub.add_parser("readers", help="list PC/SC readers")
+    p.set_defaults(handler=_guarded(cmd_readers))
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help(sys.stderr)
+    return EXIT_USAGE
+
+
+def _guarded(handler: Any) -> Any:
+    """Turn the expected failures (unknown id, bad hex, no reader, unreadable card file) into a message + exit code."""
+
+    def run(args: argparse.Namespace) -> int:
+        from jpki_remote.card.state import CardStateError
+        from jpki_remote.card.transports.base import TransportError
+
+        try:
+            return int(handler(args))
+        except CommandError as exc:
+            print(f"jpki-remote card: {exc}", file=sys.stderr)
+            return exc.code
+        except (TransportError, CardStateError) as exc:
+            print(f"jpki-remote card: {exc}", file=sys.stderr)
+            return EXIT_FAILURE
+
+    run.__name__ = handler.__name__
+    return run
+
+
+# ---- the card directory --------------------------------------------------------------------------------------------
+
+def cards_dir(args: argparse.Namespace) -> Path:
+    if getattr(args, "cards_dir", None):
+        return Path(args.cards_dir)
+    from jpki_remote.config import load_settings
+
+    try:
+        settings = load_settings()
+    except ValueError as exc:
+        raise CommandError(str(exc), EXIT_USAGE) from exc
+    return settings.data_dir / "cards"
+
+
+def open_store(args: argparse.Namespace, *, create: bool = False) -> Any:
+    from jpki_remote.card.store import CardStore
+
+    directory = cards_dir(args)
+    if not create and not directory.is_dir():
+        raise CommandError(f"no card directory at {directory} (create a card first, or pass --cards-dir)")
+    return CardStore(directory)
+
+
+def check_known(store: Any, card_id: str) -> None:
+    try:
+        known = store.exists(card_id)
+    except ValueError as exc:
+        raise CommandError(str(exc), EXIT_USAGE) from exc
+    if not known:
+        ids = store.ids()
+        hint = f"; known cards: {', '.join(ids[:10])}{' …' if len(ids) > 10 else ''}" if ids else "; no cards yet"
+        raise CommandError(f"unknown card {card_id!r} in {store.directory}{hint}")
+
+
+@contextlib.contextmanager
+def card_in_use(store: Any, card_id: str) -> Iterator[None]:
+    """Hold the card for this process (one reader at a time): a second ``insert``/``apdu`` on it is refused."""
+    import fcntl
+
+    path = Path(store.directory) / f".{card_id}.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise CommandError(f"card {card_id} is in use by another process (inserted in a reader?)") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+# ---- list / show ---------------------------------------------------------------------------------------------------
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from jpki_remote.card.layout import HOLDER_PINS
+    from jpki_remote.card.report import describe
+    from jpki_remote.card.state import CardStateError
+
+    holder = set(HOLDER_PINS.values())
+    store = open_store(args)
+    rows: list[dict[str, Any]] = []
+    for card_id in store.ids():
+        try:
+            view = describe(store.load(card_id))
+        except CardStateError as exc:
+            rows.append({"card_id": card_id, "error": str(exc)})
+            continue
+        auth = next((c for c in view.certificates if c.ef == "000A"), None)
+        rows.append({
+            "card_id": card_id,
+            "serial": view.serial,
+            "lifecycle": view.lifecycle,
+            "auth_certificate_until": auth.not_after if auth else None,
+            "blocked_pins": [f"{p.applet}/{p.name}" for p in view.pins
+                             if p.blocked and (p.applet, int(p.ef, 16)) in holder],
+            "pending_renewal": bool(view.pending_keys or view.pending_certificates),
+        })
+    if args.json:
+        print(json.dumps(rows, ensure_ascii=False, indent=2))
+        return EXIT_OK
+    if not rows:
+        print(f"no cards in {store.directory}")
+        return EXIT_OK
+    print(f"{'ID':20} {'SERIAL':16} {'LIFECYCLE':13} {'AUTH CERT UNTIL':26} NOTES")
+    for row in rows:
+        if "error" in row:
+            print(f"{row['card_id']:20} unreadable: {row['error']}")
+            continue
+        notes = []
+        if row["blocked_pins"]:
+            notes.append("blocked: " + ", ".join(row["blocked_pins"]))
+        if row["pending_renewal"]:
+            notes.append("renewal pending")
+        until = row["auth_certificate_until"] or "-"
+        print(f"{row['card_id']:20} {row['serial']:16} {row['lifecycle']:13} {until:26} {'; '.join(notes)}")
+    return EXIT_OK
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from jpki_remote.card.report import describe, render
+
+    store = open_store(args)
+    check_known(store, args.card_id)
+    view = describe(store.load(args.card_id))
+    if args.json:
+        print(json.dumps(view.to_json(), ensure_ascii=False, indent=2))
+    else:
+        print(render(view))
+    return EXIT_OK
+
+
+# ---- insert --------------------------------------------------------------------------------------------------------
+
+def cmd_insert(args: argparse.Namespace) -> int:
+    from jpki_remote.card.transports.vpcd import VpcdCardServer
+
+    if not 0 < args.port < 65536:
+        raise CommandError(f"--port must be 1–65535, got {args.port}", EXIT_USAGE)
+    store = open_store(args)
+    check_known(store, args.card_id)
+    with card_in_use(store, args.card_id):
+        card = store.open(args.card_id)
+        server = VpcdCardServer(card, host=args.host, port=args.port)
+        stop = threading.Event()
+        previous = {sig: signal.signal(sig, lambda _signo, _frame: stop.set()) for sig in (signal.SIGINT,
+                                                                                          signal.SIGTERM)}
+        print(f"card {args.card_id}: inserting into vpcd at {args.host}:{args.port} (Ctrl-C to remove)", flush=True)
+        server.start()
+        try:
+            announced = False
+            while not stop.wait(0.2):
+                if server.connected and not announced:
+                    print(f"card {args.card_id}: in the reader; PC/SC programs can use it now", flush=True)
+                    announced = True
+                elif not server.connected and announced:
+                    print(f"card {args.card_id}: vpcd went away; waiting for it to come back", flush=True)
+                    announced = False
+        finally:
+            server.stop()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        print(f"card {args.card_id}: removed ({server.commands} commands answered)", flush=True)
+    return EXIT_OK
+
+
+# ---- apdu ----------------------------------------------------------------------------------------------------------
+
+_SEPARATORS = re.compile(r"[\s:]+")
+
+
+def parse_hex_apdu(text: str, index: int) -> bytes:
+    cleaned = _SEPARATORS.sub("", text)
+    if not cleaned:
+        raise CommandError(f"APDU {index} is empty", EXIT_USAGE)
+    if len(cleaned) % 2:
+        raise CommandError(f"APDU {index} ({text!r}) has an odd number of hex digits", EXIT_USAGE)
+    try:
+        data = bytes.fromhex(cleaned)
+    except ValueError:
+        raise CommandError(f"APDU {index} ({text!r}) is not hexadecimal", EXIT_USAGE) from None
+    from jpki_remote.card.transports.base import MAX_APDU_LENGTH
+
+    if len(data) > MAX_APDU_LENGTH:
+        raise CommandError(f"APDU {index} is {len(data)} bytes; at most {MAX_APDU_LENGTH}", EXIT_USAGE)
+    return data
+
+
+def format_response(response: bytes) -> str:
+    from jpki_remote.card.transports.status_words import describe_sw
+
+    if len(response) < 2:
+        return f"< {response.hex().upper()}  (no status word)"
+    body, sw = response[:-2], int.from_bytes(response[-2:], "big")
+    shown = f"{body.hex().upper()} " if body else ""
+    return f"< {shown}{sw:04X}  {describe_sw(sw)}" + (f"  [{len(body)} bytes]" if len(body) > 16 else "")
+
+
+def cmd_apdu(args: argparse.Namespace) -> int:
+    from jpki_remote.card.transports.base import CardTransport
+
+    positionals = list(args.args)
+    if args.reader is None and len(positionals) < 2:
+        raise CommandError("usage: card apdu ID HEX… (or --reader NAME HEX…)", EXIT_USAGE)
+    texts = positionals if args.reader is not None else positionals[1:]
+    apdus = [parse_hex_apdu(text, i) for i, text in enumerate(texts, 1)]
+
+    def run(transport: CardTransport) -> None:
+        print(f"ATR {transport.atr.hex().upper()}")
+        for apdu in apdus:
+            print(f"> {apdu.hex().upper()}")
+            print(format_response(transport.transmit(apdu)), flush=True)
+
+    if args.reader is not None:
+        from jpki_remote.card.transports.pcsc import PcscTransport
+
+        with PcscTransport(args.reader) as transport:
+            print(f"reader {transport.reader}")
+            run(transport)
+        return EXIT_OK
+
+    from jpki_remote.card.transports.inprocess import InProcessTransport
+
+    store = open_store(args)
+    card_id = positionals[0]
+    check_known(store, card_id)
+    with card_in_use(store, card_id), InProcessTransport(store.open(card_id)) as transport:
+        run(transport)
+    return EXIT_OK
+
+
+# ---- readers -------------------------------------------------------------------------------------------------------
+
+def cmd_readers(args: argparse.Namespace) -> int:
+    from jpki_remote.card.transports.pcsc import list_readers
+
+    readers = list_readers()
+    if not readers:
+        print("no PC/SC readers")
+        return EXIT_OK
+    for reader in readers:
+        card = f"card {reader.atr.hex().upper()}" if reader.card_present else "empty"
+        print(f"{reader.name:40} {card}")
+    return EXIT_OK

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
-from pcsc_stack import PcscStack, StackUnavailable, missing_requirements
 
 from jpki_remote.card.transports import ChangeCallback, SupportsCard, VpcdCardServer
+
+from .pcsc_stack import InsertCard, PcscStack, StackUnavailable, missing_requirements
 
 
 @pytest.fixture(scope="session")
@@ -27,9 +28,6 @@ def pcsc_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PcscStack]:
         yield stack
     finally:
         stack.close()
-
-
-InsertCard = Callable[..., contextlib.AbstractContextManager[VpcdCardServer]]
 
 
 @pytest.fixture

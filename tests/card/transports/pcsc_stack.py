@@ -27,6 +27,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 VPCD_DRIVER = Path("/usr/lib/pcsc/drivers/serial/libifdvpcd.so")
 READER_NAME = "Virtual PCD"
@@ -37,6 +38,10 @@ _NAMESPACE_SCRIPT = (
     'set -e; mount -t tmpfs -o mode=0755 tmpfs /run; mkdir /run/pcscd; mount --bind "$1" /run/pcscd; '
     'shift; exec "$@"'
 )
+
+
+InsertCard = Callable[..., contextlib.AbstractContextManager[Any]]
+"""The ``insert_card`` fixture: ``with insert_card(card) as server:`` (a :class:`VpcdCardServer`)."""
 
 
 class StackUnavailable(RuntimeError):

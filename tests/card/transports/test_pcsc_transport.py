@@ -5,10 +5,7 @@ restarts, and power cycles."""
 from __future__ import annotations
 
 import pytest
-from doubles import ATR, RecordingCard
-from pcsc_stack import PcscStack
 
-from conftest import InsertCard
 from jpki_remote.card.transports import (
     CardRemovedError,
     CardTransport,
@@ -18,6 +15,9 @@ from jpki_remote.card.transports import (
     TransportError,
 )
 from jpki_remote.card.transports.pcsc import PcscTransport, ReaderInfo, list_readers, select_reader
+
+from .doubles import ATR, RecordingCard
+from .pcsc_stack import InsertCard, PcscStack
 
 pytestmark = pytest.mark.pcsc
 

@@ -12,9 +12,10 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from doubles import ATR, RecordingCard
 
 from jpki_remote.card.transports import VpcdCardServer
+
+from .doubles import ATR, RecordingCard
 
 
 class FakeVpcd:
