@@ -52,6 +52,9 @@ class Certificate(Base):
     )
     serial_hex: Mapped[str] = mapped_column(String(48), primary_key=True)
     request_id: Mapped[str] = mapped_column(String(64))  # idempotency key chosen by the caller
+    # SHA-256 of what was asked (kind, holder facts, public key, card expiry): a reused request id with other content
+    # is refused instead of silently answered with the first certificate.
+    request_digest: Mapped[str | None] = mapped_column(String(64))
     state: Mapped[CertificateState] = mapped_column(Enum(CertificateState, native_enum=False), index=True)
     holder_ref: Mapped[str] = mapped_column(String(64), index=True)  # opaque card/holder reference, no PII
     shard: Mapped[int] = mapped_column(Integer)  # CRL partition named in the certificate's CRLDP

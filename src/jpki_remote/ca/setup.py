@@ -1,0 +1,198 @@
+"""Creating the two authorities (署名用認証局, 利用者証明用認証局) and their delegated OCSP responders.
+
+:func:`setup_authorities` is idempotent: an authority that exists is left alone (its keys are never replaced);
+only its OCSP responder certificate is re-issued, with the same key, when it nears its end. A CA key already in
+the key store without a database row (e.g. a new database over an existing HSM) is reused, never overwritten.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from cryptography import x509
+from sqlalchemy.exc import IntegrityError
+
+from jpki_remote.ca import profiles
+from jpki_remote.ca.errors import LintFailedError, NotSetUpError
+from jpki_remote.ca.keystore.base import CaKey, KeyNotFoundError, KeyStore, KeyStoreError
+from jpki_remote.ca.lint import LintReport, lint_certificate
+from jpki_remote.ca.models import Authority, AuthorityKind, LintFinding
+from jpki_remote.ca.serials import new_serial, serial_hex
+from jpki_remote.ca.signing import prepare_certificate, sign_tbs
+from jpki_remote.config import Settings
+from jpki_remote.store import Database
+
+log = logging.getLogger(__name__)
+
+
+def ca_key_label(kind: AuthorityKind) -> str:
+    return f"ca-{kind.value}"
+
+
+def ocsp_key_label(kind: AuthorityKind) -> str:
+    return f"ocsp-{kind.value}"
+
+
+@dataclass(frozen=True)
+class SetupResult:
+    kind: AuthorityKind
+    created: bool  # the authority was created by this call
+    ocsp_renewed: bool  # its OCSP responder certificate was re-issued by this call
+    certificate: x509.Certificate
+    ocsp_certificate: x509.Certificate
+
+
+@dataclass(frozen=True)
+class LoadedAuthority:
+    """One authority, ready to sign: its certificate and key handles."""
+
+    kind: AuthorityKind
+    certificate: x509.Certificate
+    key: CaKey
+    ocsp_certificate: x509.Certificate
+    ocsp_key_label: str
+
+    @property
+    def name(self) -> x509.Name:
+        return self.certificate.subject
+
+
+def _key(keystore: KeyStore, label: str) -> CaKey:
+    try:
+        return keystore.get(label)
+    except KeyNotFoundError:
+        log.info("generating RSA-2048 key %s", label)
+        return keystore.generate_rsa(label, 2048)
+
+
+def _record_findings(db: Database, kind: AuthorityKind, serial: int, report: LintReport, now: datetime) -> None:
+    with db.session() as session:
+        for finding in report.findings:
+            session.add(
+                LintFinding(
+                    authority=kind,
+                    serial_hex=serial_hex(serial),
+                    severity=finding.severity,
+                    code=finding.code[:200],
+                    message=f"{finding.path}: {finding.message}",
+                    found_at=now,
+                )
+            )
+
+
+def _issue_linted(
+    db: Database, kind: AuthorityKind, builder: x509.CertificateBuilder, serial: int, key: CaKey, now: datetime
+) -> bytes:
+    prepared = prepare_certificate(builder)
+    report = lint_certificate(prepared.lint_copy)
+    if not report.ok:
+        _record_findings(db, kind, serial, report, now)
+        raise LintFailedError(
+            f"{kind.value} authority certificate refused by the linter: {report.summary()}", report.errors
+        )
+    return sign_tbs(prepared.tbs, key)
+
+
+def _ocsp_certificate(
+    db: Database,
+    settings: Settings,
+    kind: AuthorityKind,
+    ca_key: CaKey,
+    ocsp_key: CaKey,
+    now: datetime,
+    ca_not_after: datetime,
+) -> bytes:
+    serial = new_serial()
+    not_after = min(now + timedelta(days=settings.ocsp_signer_validity_days), ca_not_after)
+    builder = profiles.ocsp_signer_certificate(
+        settings, kind, ocsp_key.public_key(), ca_key.public_key(), serial, now, not_after
+    )
+    return _issue_linted(db, kind, builder, serial, ca_key, now)
+
+
+def setup_authorities(
+    db: Database, keystore: KeyStore, settings: Settings, now: datetime | None = None
+) -> list[SetupResult]:
+    """Create whichever authority is missing; renew OCSP responder certificates in their last quarter."""
+    now = (now or datetime.now(UTC)).replace(microsecond=0)
+    results = []
+    for kind in AuthorityKind:
+        with db.session() as session:
+            existing = session.get(Authority, kind)
+        if existing is None:
+            results.append(_create(db, keystore, settings, kind, now))
+        else:
+            results.append(_check_and_renew(db, keystore, settings, existing, now))
+    return results
+
+
+def _create(db: Database, keystore: KeyStore, settings: Settings, kind: AuthorityKind, now: datetime) -> SetupResult:
+    ca_key = _key(keystore, ca_key_label(kind))
+    ocsp_key = _key(keystore, ocsp_key_label(kind))
+    serial = new_serial()
+    not_after = now + timedelta(days=365 * settings.ca_validity_years + settings.ca_validity_years // 4)
+    builder = profiles.ca_certificate(settings, kind, ca_key.public_key(), serial, now, not_after)
+    ca_der = _issue_linted(db, kind, builder, serial, ca_key, now)
+    ocsp_der = _ocsp_certificate(db, settings, kind, ca_key, ocsp_key, now, not_after)
+    certificate = x509.load_der_x509_certificate(ca_der)
+    try:
+        with db.session() as session:
+            session.add(
+                Authority(
+                    kind=kind,
+                    subject=certificate.subject.rfc4514_string(),
+                    certificate_der=ca_der,
+                    key_label=ca_key.label,
+                    ocsp_certificate_der=ocsp_der,
+                    ocsp_key_label=ocsp_key.label,
+                    created_at=now,
+                )
+            )
+    except IntegrityError:  # another process set this authority up at the same moment: theirs stands
+        with db.session() as session:
+            existing = session.get(Authority, kind)
+        assert existing is not None
+        return _check_and_renew(db, keystore, settings, existing, now)
+    log.info("created %s authority %s", kind.value, certificate.subject.rfc4514_string())
+    return SetupResult(kind, True, False, certificate, x509.load_der_x509_certificate(ocsp_der))
+
+
+def _check_and_renew(
+    db: Database, keystore: KeyStore, settings: Settings, row: Authority, now: datetime
+) -> SetupResult:
+    authority = load_authority(db, keystore, row.kind, row=row)
+    ocsp = authority.ocsp_certificate
+    remaining = ocsp.not_valid_after_utc - now
+    renew = remaining < timedelta(days=settings.ocsp_signer_validity_days) / 4
+    if renew:
+        ocsp_key = keystore.get(row.ocsp_key_label)
+        ocsp_der = _ocsp_certificate(
+            db, settings, row.kind, authority.key, ocsp_key, now, authority.certificate.not_valid_after_utc
+        )
+        with db.session() as session:
+            stored = session.get(Authority, row.kind)
+            assert stored is not None
+            stored.ocsp_certificate_der = ocsp_der
+        ocsp = x509.load_der_x509_certificate(ocsp_der)
+        log.info("renewed the %s OCSP responder certificate until %s", row.kind.value, ocsp.not_valid_after_utc)
+    return SetupResult(row.kind, False, renew, authority.certificate, ocsp)
+
+
+def load_authority(
+    db: Database, keystore: KeyStore, kind: AuthorityKind, *, row: Authority | None = None
+) -> LoadedAuthority:
+    """The authority ``kind`` with its key handle; checks that the key store holds the certified key."""
+    if row is None:
+        with db.session() as session:
+            row = session.get(Authority, kind)
+    if row is None:
+        raise NotSetUpError(f"the {kind.value} authority is not set up; run `jpki-remote ca setup`")
+    certificate = x509.load_der_x509_certificate(row.certificate_der)
+    key = keystore.get(row.key_label)
+    if key.public_key().public_numbers() != certificate.public_key().public_numbers():  # type: ignore[union-attr]
+        raise KeyStoreError(f"key {row.key_label!r} in the key store does not match the {kind.value} CA certificate")
+    return LoadedAuthority(
+        kind, certificate, key, x509.load_der_x509_certificate(row.ocsp_certificate_der), row.ocsp_key_label
+    )
