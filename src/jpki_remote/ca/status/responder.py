@@ -56,7 +56,7 @@ class OcspAnswer:
 
     @classmethod
     def cacheable(cls, body: bytes, this_update: datetime, next_update: datetime) -> OcspAnswer:
-        return cls(body, _epoch(this_update), _epoch(next_update), sha256(body).hexdigest()[:32])
+        return cls(body, epoch(this_update), epoch(next_update), sha256(body).hexdigest()[:32])
 
 
 MALFORMED = OcspAnswer(MALFORMED_REQUEST_RESPONSE)
@@ -64,7 +64,7 @@ UNAUTHORIZED = OcspAnswer(UNAUTHORIZED_RESPONSE)
 INTERNAL_ERROR = OcspAnswer(INTERNAL_ERROR_RESPONSE)
 
 
-def _epoch(moment: datetime) -> float:
+def epoch(moment: datetime) -> float:
     if moment.tzinfo is None:
         return (moment - datetime(1970, 1, 1)).total_seconds()
     return moment.timestamp()
@@ -224,7 +224,7 @@ class OcspResponder:
         if row is None:
             return None
         der, produced_at, next_update = row
-        if _epoch(next_update) <= time.time() + 60:
+        if epoch(next_update) <= time.time() + 60:
             return None  # stale (or about to be): sign a fresh one instead
         return OcspAnswer.cacheable(der, produced_at, next_update)
 
