@@ -76,6 +76,8 @@ class VirtualCard:
         self._issuer_selected = False
         self._current_ef: int | None = None
         self._verified: set[int] = set()
+        self._remaining = b""
+        self._remaining_sw = int(SW.OK)
         if self._issuer is not None:
             self._issuer.close_session()
 
@@ -94,6 +96,9 @@ class VirtualCard:
         if isinstance(parsed, ApduError):
             return ResponseApdu.error(parsed.sw)
         self._dirty = False
+        if parsed.cla == 0x00 and parsed.ins == 0xC0:
+            return self._get_response(parsed)
+        self._remaining = b""
         try:
             response = self._dispatch(parsed)
         except ApduError as err:
@@ -107,7 +112,24 @@ class VirtualCard:
             except PersistError:
                 self._recover()
                 return ResponseApdu.error(SW.MEMORY_FAILURE)
+        limit = parsed.ne or 0
+        if len(response.data) > limit:  # more than Le: hand it out with 61xx + GET RESPONSE (ISO 7816-4 §5.3.4)
+            self._remaining = response.data[limit:]
+            self._remaining_sw = response.sw
+            return ResponseApdu(response.data[:limit], 0x6100 | (min(len(self._remaining), 256) & 0xFF))
         return response
+
+    def _get_response(self, cmd: CommandApdu) -> ResponseApdu:
+        if cmd.p1 or cmd.p2:
+            return ResponseApdu.error(SW.INCORRECT_P1P2)
+        if not self._remaining:
+            return ResponseApdu.error(SW.CONDITIONS_NOT_SATISFIED)
+        if cmd.data or cmd.ne is None:
+            return ResponseApdu.error(SW.WRONG_LENGTH)
+        chunk, self._remaining = self._remaining[: cmd.ne], self._remaining[cmd.ne :]
+        if self._remaining:
+            return ResponseApdu(chunk, 0x6100 | (min(len(self._remaining), 256) & 0xFF))
+        return ResponseApdu(chunk, self._remaining_sw)
 
     def mark_dirty(self) -> None:
         self._dirty = True
