@@ -28,9 +28,9 @@ from sqlalchemy.exc import IntegrityError
 from jpki_remote.ca.der import SHA256_WITH_RSA, integer, length, sequence, signed_structure
 from jpki_remote.ca.distribution import issuing_distribution_point
 from jpki_remote.ca.keystore import CaKey, KeyStore
+from jpki_remote.ca.lint import Finding, lint_crl
 from jpki_remote.ca.models import Authority, AuthorityKind, Certificate, CertificateState, CrlShard, LintFinding
 from jpki_remote.ca.status.asn1 import explicit, extension, oid, x509_time
-from jpki_remote.ca.status.lint import Finding, lint_crl
 from jpki_remote.ca.status.signing import utcnow
 from jpki_remote.config import Settings
 from jpki_remote.store import Database
@@ -308,8 +308,7 @@ def _lint(
         picks = sorted(set(range(TWIN_SAMPLE)) | set(shapes.values()) | {len(entries) - 1})
         sample = [entries[i] for i in picks]
         mode = f"twin({len(sample)})"
-    findings = lint_crl(signed_structure(_tbs(header, sample, extensions), _DUMMY_SIGNATURE))
-    errors = [finding for finding in findings if finding.is_error]
+    errors = list(lint_crl(signed_structure(_tbs(header, sample, extensions), _DUMMY_SIGNATURE)).errors)
     if errors:
         with db.session() as session:
             for finding in errors:
