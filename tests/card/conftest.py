@@ -75,3 +75,43 @@ def directly_personalised_state(keygen: Callable[[], rsa.RSAPrivateKey]) -> Card
     state.pins["common"] = {layout.COMMON_PIN: PinRecord(COMMON_PIN, 3, 3)}
     state.records["common"] = {layout.COMMON_CARD_INFO: [b"\x01\x1c" + state.serial.encode() + b"1322120351231"]}
     return state
+
+
+FACE = "biden/1.jpg"
+
+
+@pytest.fixture(scope="session")
+def face_photo() -> bytes:
+    from tests.conftest import shared_dir
+
+    return (shared_dir() / "data" / "faces" / FACE).read_bytes()
+
+
+@pytest.fixture(scope="session")
+def made_card_template(key_pool: list[rsa.RSAPrivateKey], face_photo: bytes, tmp_path_factory: pytest.TempPathFactory):
+    """One fully personalised card (through the issuer channel), persisted; tests copy its directory."""
+    from jpki_remote.card.factory import CardPins, create_card, test_holder
+    from jpki_remote.card.store import CardStore
+
+    directory = tmp_path_factory.mktemp("card-template")
+    cycle = itertools.cycle(key_pool)
+    made = create_card(test_holder(face_photo), issuer_master_key=MASTER_KEY,
+                       pins=CardPins(auth="1234", sign="ABC123", text="2345", juki="3456", common="4567"),
+                       store=CardStore(directory), keygen=lambda: next(cycle))
+    return directory, made
+
+
+@pytest.fixture
+def made(made_card_template, tmp_path, pooled_keygen):
+    """A fresh copy of the personalised card, opened from its own store directory."""
+    import dataclasses
+    import shutil
+
+    from jpki_remote.card.store import CardStore
+
+    directory, template = made_card_template
+    target = tmp_path / "cards"
+    shutil.copytree(directory, target)
+    store = CardStore(target)
+    card = store.open(template.card_id, keygen=pooled_keygen)
+    return dataclasses.replace(template, card=card), store

@@ -112,7 +112,8 @@ class TestCertificateAuthority:
                 .public_key(key.public_key()).serial_number(x509.random_serial_number())
                 .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=3650))
                 .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-                .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+                .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+                               critical=True)
                 .sign(key, hashes.SHA256()))
 
     def _leaf(self, ca: x509.Certificate, ca_key: rsa.RSAPrivateKey, public: rsa.RSAPublicKey, cn: str,
@@ -167,7 +168,8 @@ def create_card(
             ("surface", layout.SURFACE_BASIC_DATA): personalise.surface_basic_data(holder),
             ("surface", layout.SURFACE_CERTIFICATE): personalise.cv_certificate(
                 personalise.SURFACE_ISSUER_KEY_ID, subject_id, signer.public_key(), signer),
-            ("surface", layout.SURFACE_MY_NUMBER_IMAGE): personalise.my_number_image_record(holder, surface_key, signer),
+            ("surface", layout.SURFACE_MY_NUMBER_IMAGE): personalise.my_number_image_record(
+                holder, surface_key, signer),
         }
         number_file = personalise.text_my_number_file(holder)
         attributes = personalise.text_attributes_file(holder)

@@ -150,10 +150,10 @@ class IssuerSession:
         chunks = [content[i : i + self._chunk] for i in range(0, len(content), self._chunk)] or [b""]
         for block, chunk in enumerate(chunks):
             last = block == len(chunks) - 1
-            self.command(isd.INS_STORE_DATA, 0x80 if last else 0x00, block & 0x7F, head + chunk, ne=None)
+            self.command(isd.INS_STORE_DATA, 0x80 if last else 0x00, block & 0x7F, head + chunk)
 
     def set_personalised(self) -> None:
-        self.command(isd.INS_SET_STATUS, isd.LIFECYCLE_CODES["personalised"], 0x00, ne=None)
+        self.command(isd.INS_SET_STATUS, isd.LIFECYCLE_CODES["personalised"], 0x00)
 
     def generate_key(self, applet: str, fid: int) -> rsa.RSAPublicKey:
         """Generate a key pair on the card (JPKI keys go to the pending slot) and return its public key."""
@@ -169,21 +169,20 @@ class IssuerSession:
         chunks = [der[i : i + self._chunk] for i in range(0, len(der), self._chunk)] or [b""]
         for block, chunk in enumerate(chunks):
             last = block == len(chunks) - 1
-            self.command(isd.INS_PUT_CERTIFICATE, key_fid, (0x80 if last else 0x00) | (block & 0x7F), chunk,
-                         ne=None)
+            self.command(isd.INS_PUT_CERTIFICATE, key_fid, (0x80 if last else 0x00) | (block & 0x7F), chunk)
 
     def commit(self) -> None:
         """Pending keys and certificates become active together (the old ones keep working until here)."""
-        self.command(isd.INS_COMMIT, ne=None)
+        self.command(isd.INS_COMMIT)
 
     def discard(self) -> None:
-        self.command(isd.INS_DISCARD, ne=None)
+        self.command(isd.INS_DISCARD)
 
     def set_pin(self, applet: str, fid: int, new_value: str | bytes | None) -> None:
         """Reset the retry counter of a key reference and (unless None) set a new value; it travels encrypted."""
         value = b"" if new_value is None else (new_value.encode("ascii") if isinstance(new_value, str)
                                                 else bytes(new_value))
-        self.command(isd.INS_SET_PIN, layout.BY_NAME[applet].ref, fid, value, ne=None)
+        self.command(isd.INS_SET_PIN, layout.BY_NAME[applet].ref, fid, value)
 
     def reset_holder_pin(self, which: str, new_value: str | bytes) -> None:
         """Reset one of the holder's passwords: ``sign``, ``auth``, ``juki``, ``common`` or ``text``."""

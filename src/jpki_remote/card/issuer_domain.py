@@ -9,13 +9,13 @@ Our design (the real card's issuer commands are not public), GlobalPlatform SCP0
 
 | INS | P1 | P2 | data | effect |
 |---|---|---|---|---|
-| E2 STORE DATA | 80 last / 00 more | block no. | AP ref ‖ FID ‖ chunk | write an EF (not the JPKI user certificates) |
+| E2 STORE DATA | 80 last / 00 more | block | AP ref, FID, chunk | write an EF (not the JPKI user certs) |
 | F0 SET STATUS | 0F | 00 | – | lifecycle -> personalised |
-| F1 GENERATE KEY | AP ref | key FID | – | JPKI key -> *pending* slot; AP key (blank card only) -> active; returns 90/91 public key |
-| F2 PUT CERTIFICATE | key FID | 80 last / 00 more, + block no. | chunk | certificate for the pending key (must match it) |
+| F1 GENERATE KEY | AP ref | key FID | – | JPKI key -> pending slot; AP key (blank card) -> active |
+| F2 PUT CERTIFICATE | key FID | 80 last + block | chunk | certificate for the pending key (must match it) |
 | F3 COMMIT | 00 | 00 | – | pending keys + certificates become active together |
 | F4 DISCARD | 00 | 00 | – | drop pending keys and certificates |
-| F5 SET PIN | AP ref | PIN FID | new value (may be empty) | reset the retry counter, set the value (travels C-ENC encrypted) |
+| F5 SET PIN | AP ref | PIN FID | new value or empty | reset the retry counter, set the value (C-ENC) |
 | F6 READ PUBLIC KEY | AP ref (+80 pending) | key FID | – | 90/91 public key of an active or pending key |
 | F7 GET STATUS | 00 | 00 | – | lifecycle, pending slots, PIN counters (TLV) |
 
