@@ -207,6 +207,7 @@ def render_svg(name: str, build: Callable[[Plan], Figure], plan: Plan) -> str:
         fig.savefig(buffer, format="svg", metadata={"Date": None})
     svg = buffer.getvalue()
     svg = svg[svg.index("<svg") :]
+    svg = re.sub(r"\s*<metadata>.*?</metadata>", "", svg, count=1, flags=re.DOTALL)
     svg = re.sub(r"<svg ", '<svg role="img" ', svg, count=1)
     return svg
 

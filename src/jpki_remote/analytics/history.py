@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import csv
 import io
-import itertools
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
@@ -258,21 +257,26 @@ def parse_history_csv(text: str, source: str = "<csv>") -> IssuanceHistory:
 
 
 def _overlaps(records: Iterable[IssuanceRecord]) -> list[tuple[int, str]]:
+    """Overlapping periods of one municipality, reported on the later line of each overlapping pair."""
     errors = []
     by_code: dict[str, list[IssuanceRecord]] = {}
     for record in records:
         by_code.setdefault(record.municipality_code, []).append(record)
     for code, items in by_code.items():
-        items.sort(key=lambda r: r.first_month)
-        for previous, current in itertools.pairwise(items):
-            if current.first_month <= previous.last_month:
+        items.sort(key=lambda r: (r.first_month, r.line))
+        reach: IssuanceRecord | None = None  # the record reaching furthest so far
+        for current in items:
+            if reach is not None and current.first_month <= reach.last_month:
+                first, second = sorted((reach, current), key=lambda r: r.line)
                 errors.append(
                     (
-                        current.line,
-                        f"period {current.period_label} of municipality {code} overlaps "
-                        f"{previous.period_label} on line {previous.line}",
+                        second.line,
+                        f"period {second.period_label} of municipality {code} overlaps "
+                        f"{first.period_label} on line {first.line}",
                     )
                 )
+            if reach is None or current.last_month > reach.last_month:
+                reach = current
     return errors
 
 
