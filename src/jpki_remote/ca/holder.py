@@ -101,6 +101,9 @@ class HolderIdentity:
             value = getattr(self, field)
             if len(value) > 256 or any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in value):
                 raise HolderDataError(f"{field} has control characters or is longer than 256 characters")
+        for field in ("prefecture", "city"):  # X.520 ub-locality-name
+            if len(getattr(self, field)) > 128:
+                raise HolderDataError(f"{field} is longer than 128 characters (subject localityName limit)")
         era_digit(self.birth_date)
 
     def subject_alt_names(self) -> list[x509.GeneralName]:
