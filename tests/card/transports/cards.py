@@ -9,6 +9,7 @@ from jpki_remote.card import layout
 from jpki_remote.card.issuer import IssuerSession
 from jpki_remote.card.manufacture import manufacture
 from jpki_remote.card.store import CardStore
+from jpki_remote.card.virtual import KeyGenerator
 
 from .testca import TestCa
 
@@ -24,11 +25,13 @@ class IssuedCard:
     sign_certificate: bytes
 
 
-def personalised_card(store: CardStore, ca: TestCa, card_id: str | None = None) -> IssuedCard:
+def personalised_card(
+    store: CardStore, ca: TestCa, card_id: str | None = None, *, keygen: KeyGenerator | None = None
+) -> IssuedCard:
     """A new card in ``store``: keys generated on the card, certificates from ``ca``, PINs set, over the issuer
     protocol (secure messaging) as the real issuance does."""
     card_id = card_id or f"t{secrets.token_hex(6)}"
-    card = store.add(manufacture(MASTER_KEY, card_id=card_id))
+    card = store.add(manufacture(MASTER_KEY, card_id=card_id, keygen=keygen), keygen=keygen)
     with IssuerSession(card, MASTER_KEY) as issuer:
         auth_key = issuer.generate_key("jpki", layout.JPKI_AUTH_KEY)
         sign_key = issuer.generate_key("jpki", layout.JPKI_SIGN_KEY)

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from jpki_remote.card import layout
 from jpki_remote.card.signing import generate_key
 from jpki_remote.card.store import CardStore
+from jpki_remote.card.virtual import KeyGenerator
 
 from .cards import AUTH_PIN, SIGN_PASSWORD, IssuedCard, personalised_card
 from .pcsc_stack import InsertCard, PcscStack
@@ -69,8 +70,8 @@ def store(tmp_path: Path) -> CardStore:
 
 
 @pytest.fixture
-def issued(store: CardStore, test_ca: TestCa) -> IssuedCard:
-    return personalised_card(store, test_ca)
+def issued(store: CardStore, test_ca: TestCa, pooled_keygen: KeyGenerator) -> IssuedCard:
+    return personalised_card(store, test_ca, keygen=pooled_keygen)
 
 
 @pytest.fixture
