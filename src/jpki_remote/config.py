@@ -53,7 +53,8 @@ class Settings:
     status_poll_seconds: int = 60  # background CRL publisher / OCSP refresher period
 
     # Identity proofing
-    face_threshold: float = 0.38
+    # Euclidean distance of dlib encodings; calibrated in docs/face-verification.md (library default 0.6 is too loose)
+    face_threshold: float = 0.56
     security_code_ttl_seconds: int = 600
     security_code_max_failures: int = 5  # per procedure and purpose, across resends
     security_code_resend_seconds: int = 60  # cooldown between two codes for one procedure
