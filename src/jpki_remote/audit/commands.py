@@ -90,10 +90,11 @@ def _guarded(action: str, run) -> int:  # type: ignore[no-untyped-def]
         print(f"audit {action}: {exc}", file=sys.stderr)
         return 1
     except SQLAlchemyError as exc:
-        print(
-            f"audit {action}: cannot read the audit log ({type(exc).__name__}: {str(exc).splitlines()[0]})",
-            file=sys.stderr,
-        )
+        first_line = str(exc).splitlines()[0]
+        if "no such table" in first_line or "does not exist" in first_line:
+            print(f"audit {action}: this database has no audit log yet (schema not created)", file=sys.stderr)
+        else:
+            print(f"audit {action}: cannot read the audit log ({type(exc).__name__}: {first_line})", file=sys.stderr)
         return 2
 
 
