@@ -75,6 +75,12 @@ def smtp_port_down() -> Iterator[SmtpSink]:
         sink.stop()
 
 
+@pytest.fixture
+def closed_port() -> int:
+    """A loopback port nothing listens on."""
+    return free_port()
+
+
 @dataclass
 class FakeGateway:
     """A fake SMS gateway: answers with ``statuses`` in turn (then 200) and records every request."""

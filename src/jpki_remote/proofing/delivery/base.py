@@ -44,8 +44,6 @@ class Contact:
     @classmethod
     def of(cls, value: object, address: str | None = None) -> Contact:
         """From a ``Contact``, any object with ``kind``/``address`` (a registry row), or ``of(kind, address)``."""
-        if isinstance(value, Contact) and address is None:
-            return value
         if address is None:
             kind = getattr(value, "kind", None)
             address = getattr(value, "address", None)
