@@ -1,5 +1,6 @@
 """`jpki-remote card …`: create, inspect and use virtual cards; plug one into the OS smart-card stack; talk to readers.
 
+    card new --photo FACE.jpg [...]    a personalised card for a test resident, certificates from the project's CAs
     card list                          the cards in <data_dir>/cards
     card show ID [--json]              state without secrets: APs, certificates, PIN tries left / blocked
     card insert ID [--port 35963]      serve the card to vpcd (pcscd's virtual reader) until Ctrl-C
@@ -12,13 +13,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime as dt
 import json
 import os
 import re
+import secrets
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +47,30 @@ def register(subparsers: argparse._SubParsersAction, bench: argparse._SubParsers
                         help="card directory (default: <data_dir>/cards; data_dir from JPKI_DATA_DIR)")
     card.set_defaults(handler=lambda _args: _usage(card))
     sub = card.add_subparsers(dest="card_command", metavar="COMMAND")
+
+    p = sub.add_parser("new", parents=[common], help="create a personalised card for a test resident",
+                       description="Manufacture a card and personalise it over the issuer secure channel, with "
+                                   "certificates from the project's CAs (run `jpki-remote ca setup` first). PINs "
+                                   "not given are generated and printed once.")
+    p.add_argument("--id", dest="card_id", help="card id (default: random)")
+    p.add_argument("--photo", type=Path, required=True, help="face photo (any image format; stored as JPEG 2000)")
+    p.add_argument("--name", default="番号　花子", help="氏名, family and given name separated by U+3000")
+    p.add_argument("--name-kana", default="バンゴウ　ハナコ", help="ふりがな")
+    p.add_argument("--address", default="東京都千代田区霞が関２丁目１番２号", help="住所")
+    p.add_argument("--birth-date", default="1980-02-17", help="YYYY-MM-DD")
+    p.add_argument("--sex", default="2", choices=["1", "2", "9", "0"], help="1 male, 2 female, 9 n/a, 0 unknown")
+    p.add_argument("--my-number", default="123456789018", help="12 digits (照合番号A)")
+    p.add_argument("--municipality-code", default="13101", help="5-digit 全国地方公共団体コード")
+    p.add_argument("--prefecture", default="Tokyo-to", help="romanised, for the signature certificate subject")
+    p.add_argument("--city", default="Chiyoda-ku", help="romanised, for the signature certificate subject")
+    p.add_argument("--card-expiry", default=None, help="YYYY-MM-DD (default: 10th birthday-anniversary from now)")
+    p.add_argument("--security-code", default=None, help="4 digits printed on the card (default: random)")
+    p.add_argument("--auth-pin", help="利用者証明用暗証番号, 4 digits (default: random)")
+    p.add_argument("--sign-password", help="署名用パスワード, 6–16 of A–Z 0–9 (default: random; none under 15)")
+    p.add_argument("--text-pin", help="券面事項入力補助用暗証番号, 4 digits (default: random)")
+    p.add_argument("--juki-pin", help="住民基本台帳用暗証番号, 4 digits (default: random)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(handler=_guarded(cmd_new))
 
     p = sub.add_parser("list", parents=[common], help="list the cards in the card directory")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -148,6 +175,183 @@ def card_in_use(store: Any, card_id: str) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+# ---- new -----------------------------------------------------------------------------------------------------------
+
+_DIGITS4 = re.compile(r"[0-9]{4}")
+_SIGN_PASSWORD = re.compile(r"[A-Z0-9]{6,16}")
+
+
+def _date_arg(value: str, option: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise CommandError(f"{option} must be YYYY-MM-DD, got {value!r}", EXIT_USAGE) from None
+
+
+def _pin_arg(value: str | None, option: str, pattern: re.Pattern[str], generate: Callable[[], str]) -> tuple[str, bool]:
+    """(value, generated?)"""
+    if value is None:
+        return generate(), True
+    if not pattern.fullmatch(value):
+        rule = "4 digits" if pattern is _DIGITS4 else "6–16 characters of A–Z and 0–9"
+        raise CommandError(f"{option} must be {rule}", EXIT_USAGE)
+    return value, False
+
+
+def _random_digits(n: int) -> str:
+    return "".join(secrets.choice("0123456789") for _ in range(n))
+
+
+def _random_sign_password() -> str:
+    alphabet = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no I/O/0/1: it is read off a screen
+    while True:
+        value = "".join(secrets.choice(alphabet) for _ in range(8))
+        if any(c.isdigit() for c in value) and any(c.isalpha() for c in value):
+            return value
+
+
+def _age(birth: dt.date, on: dt.date) -> int:
+    return on.year - birth.year - ((on.month, on.day) < (birth.month, birth.day))
+
+
+def _anniversary(birth: dt.date, years_from: dt.date, years: int) -> dt.date:
+    """The holder's birthday in the year ``years`` after ``years_from`` (cards expire on a birthday)."""
+    year = years_from.year + years
+    try:
+        return birth.replace(year=year)
+    except ValueError:  # 29 February
+        return dt.date(year, 3, 1)
+
+
+def certificates_from(ca: Any, holder_ref: str, *, prefecture: str, city: str) -> Any:
+    """A ``create_card`` certificate callback: ``ca`` (a :class:`jpki_remote.ca.authority.CertificateAuthority`)
+    issues the auth/sign pair for the keys the card generated, idempotently per ``holder_ref``."""
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from jpki_remote.ca.holder import HolderIdentity, Sex
+    from jpki_remote.card.factory import IssuedCertificates
+
+    def issue(auth_public: Any, sign_public: Any, holder: Any) -> Any:
+        identity = HolderIdentity(
+            holder_ref=holder_ref, municipality_code=holder.municipality_code, birth_date=holder.birth_date,
+            name=holder.name, sex={"1": Sex.MALE, "2": Sex.FEMALE}.get(holder.sex, Sex.UNKNOWN),
+            address=holder.address, prefecture=prefecture, city=city,
+        )
+        pair = ca.issue_pair(f"card-new-{holder_ref}", identity, auth_public, sign_public, holder.card_expiry)
+        auth_ca = ca.authority_certificate("authentication").public_bytes(Encoding.DER)
+        sign_ca = ca.authority_certificate("signature").public_bytes(Encoding.DER)
+        return IssuedCertificates(
+            auth=pair.authentication.der, auth_ca=auth_ca,
+            sign=pair.signature.der if pair.signature else None, sign_ca=sign_ca if pair.signature else None,
+        )
+
+    return issue
+
+
+@contextlib.contextmanager
+def project_ca(settings: Any) -> Iterator[Any]:
+    """The project's CAs as configured (database + key store from the settings)."""
+    from jpki_remote.ca.authority import CertificateAuthority
+    from jpki_remote.ca.keystore import open_keystore
+    from jpki_remote.store import Database
+
+    db = Database(settings.effective_database_url)
+    try:
+        keystore = open_keystore(settings)
+        try:
+            yield CertificateAuthority(db, keystore, settings)
+        finally:
+            keystore.close()
+    finally:
+        db.dispose()
+
+
+def cmd_new(args: argparse.Namespace) -> int:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from jpki_remote.ca.errors import CaError
+    from jpki_remote.card.factory import CardPins, create_card
+    from jpki_remote.card.personalise import HolderDataError, HolderRecord
+    from jpki_remote.config import load_settings
+
+    try:
+        settings = load_settings()
+    except ValueError as exc:
+        raise CommandError(str(exc), EXIT_USAGE) from exc
+    store = open_store(args, create=True)
+    card_id = args.card_id or secrets.token_hex(6)
+    try:
+        if store.exists(card_id):
+            raise CommandError(f"card {card_id} already exists in {store.directory}")
+    except ValueError as exc:
+        raise CommandError(str(exc), EXIT_USAGE) from exc
+    try:
+        photo = args.photo.read_bytes()
+    except OSError as exc:
+        raise CommandError(f"cannot read the photo: {exc}", EXIT_USAGE) from exc
+    today = dt.date.today()
+    birth = _date_arg(args.birth_date, "--birth-date")
+    expiry = _date_arg(args.card_expiry, "--card-expiry") if args.card_expiry else _anniversary(birth, today, 10)
+    security_code = args.security_code or _random_digits(4)
+    if not _DIGITS4.fullmatch(security_code):
+        raise CommandError("--security-code must be 4 digits", EXIT_USAGE)
+    minor = _age(birth, today) < 15
+    if minor and args.sign_password:
+        raise CommandError("holders under 15 get no signature certificate: drop --sign-password", EXIT_USAGE)
+    auth, auth_new = _pin_arg(args.auth_pin, "--auth-pin", _DIGITS4, lambda: _random_digits(4))
+    text, text_new = _pin_arg(args.text_pin, "--text-pin", _DIGITS4, lambda: _random_digits(4))
+    juki, juki_new = _pin_arg(args.juki_pin, "--juki-pin", _DIGITS4, lambda: _random_digits(4))
+    sign, sign_new = (None, False) if minor else _pin_arg(args.sign_password, "--sign-password", _SIGN_PASSWORD,
+                                                           _random_sign_password)
+    holder = HolderRecord(name=args.name, address=args.address, birth_date=birth, sex=args.sex,
+                          my_number=args.my_number, municipality_code=args.municipality_code, card_expiry=expiry,
+                          security_code=security_code, photo=photo, name_kana=args.name_kana or None)
+    try:
+        master_key = issuer_master_key(settings)
+        pins = CardPins(auth=auth, sign=sign, text=text, juki=juki)
+        with project_ca(settings) as ca:
+            certificates = certificates_from(ca, card_id, prefecture=args.prefecture, city=args.city)
+            made = create_card(holder, issuer_master_key=master_key, pins=pins, certificates=certificates,
+                               store=store, card_id=card_id)
+    except BaseException as exc:
+        store.delete(card_id)  # a card that was not completely issued must not stay behind
+        if isinstance(exc, HolderDataError):
+            raise CommandError(f"holder data: {exc}", EXIT_USAGE) from exc
+        if isinstance(exc, CaError):
+            raise CommandError(f"the CA refused: {exc}") from exc
+        if isinstance(exc, SQLAlchemyError):
+            first = str(exc).splitlines()[0]
+            raise CommandError(f"the CA database is not ready (run `jpki-remote ca setup` first): {first}") from exc
+        raise
+    generated = {name: value for name, value, new in (("auth PIN", auth, auth_new), ("sign password", sign, sign_new),
+                                                       ("text PIN", text, text_new), ("residence PIN", juki, juki_new))
+                 if new}
+    if args.json:
+        print(json.dumps({"card_id": made.card_id, "serial": made.serial,
+                          "verification_code_b": made.verification_code_b, "generated_pins": generated},
+                         ensure_ascii=False, indent=2))
+        return EXIT_OK
+    print(f"card {made.card_id} created in {store.directory} (serial {made.serial})")
+    print(f"  expiry {expiry}, security code {security_code}, 照合番号B {made.verification_code_b}")
+    if minor:
+        print("  holder under 15: no signature certificate")
+    if generated:
+        print("  generated passwords (shown once, not stored anywhere in clear):")
+        for name, value in generated.items():
+            print(f"    {name:14} {value}")
+    print(f"next: jpki-remote card show {made.card_id}  /  jpki-remote card insert {made.card_id}")
+    return EXIT_OK
+
+
+def issuer_master_key(settings: Any) -> bytes:
+    """The issuer's SCP03 master key (version 0) the server will use for this card's renewals and PIN resets."""
+    try:
+        from jpki_remote.procedures.ports import FileIssuerKeys
+    except ImportError as exc:  # pragma: no cover - the procedures package owns the key file
+        raise CommandError(f"the issuer key store is not available: {exc}") from exc
+    return FileIssuerKeys(settings.data_dir / "keys").master_key(0)
 
 
 # ---- list / show ---------------------------------------------------------------------------------------------------

@@ -1,49 +1,51 @@
-"""Personalised cards for the transport and conformance tests, with certificates from :class:`TestCa`."""
+"""Personalised cards for the transport and conformance tests, made the way the counter makes them: the card
+engineer's factory over the issuer secure channel, keys generated on the card, certificates from the project's CAs
+(``jpki_remote.ca``: lint-before-sign, J-LIS-shaped profiles)."""
 
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from collections.abc import Iterator
+from pathlib import Path
 
-from jpki_remote.card import layout
-from jpki_remote.card.issuer import IssuerSession
-from jpki_remote.card.manufacture import manufacture
+from jpki_remote.ca.authority import CertificateAuthority
+from jpki_remote.ca.keystore.files import FileKeyStore
+from jpki_remote.ca.setup import setup_authorities
+from jpki_remote.card.commands import certificates_from
+from jpki_remote.card.factory import CardPins, CreatedCard, create_card, test_holder
 from jpki_remote.card.store import CardStore
 from jpki_remote.card.virtual import KeyGenerator
-
-from .testca import TestCa
+from jpki_remote.config import Settings
+from jpki_remote.store import Database
 
 MASTER_KEY = bytes.fromhex("8C72C72CF908411653018807950D82FBAD947562F0828A0B10B8B9606ABF3BCD")
 AUTH_PIN = "1234"
 SIGN_PASSWORD = "ABC123"
+PINS = CardPins(auth=AUTH_PIN, sign=SIGN_PASSWORD, text="2345", juki="3456")
 
 
-@dataclass(frozen=True)
-class IssuedCard:
-    card_id: str
-    auth_certificate: bytes
-    sign_certificate: bytes
+def running_ca(workdir: Path) -> Iterator[CertificateAuthority]:
+    """Both project CAs on a SQLite database and an encrypted key file store under ``workdir``."""
+    settings = Settings(data_dir=workdir / "data")
+    db = Database(f"sqlite:///{workdir / 'ca.db'}")
+    db.create_schema()
+    keystore = FileKeyStore(workdir / "keys", "transport tests")
+    try:
+        setup_authorities(db, keystore, settings)
+        ca = CertificateAuthority(db, keystore, settings)
+        try:
+            yield ca
+        finally:
+            ca.close()
+    finally:
+        keystore.close()
+        db.dispose()
 
 
-def personalised_card(
-    store: CardStore, ca: TestCa, card_id: str | None = None, *, keygen: KeyGenerator | None = None
-) -> IssuedCard:
-    """A new card in ``store``: keys generated on the card, certificates from ``ca``, PINs set, over the issuer
-    protocol (secure messaging) as the real issuance does."""
+def issue_card(store: CardStore, ca: CertificateAuthority, photo: bytes, keygen: KeyGenerator | None = None,
+               card_id: str | None = None) -> CreatedCard:
+    """A new personalised card in ``store`` (it saves itself there)."""
     card_id = card_id or f"t{secrets.token_hex(6)}"
-    card = store.add(manufacture(MASTER_KEY, card_id=card_id, keygen=keygen), keygen=keygen)
-    with IssuerSession(card, MASTER_KEY) as issuer:
-        auth_key = issuer.generate_key("jpki", layout.JPKI_AUTH_KEY)
-        sign_key = issuer.generate_key("jpki", layout.JPKI_SIGN_KEY)
-        auth_der = ca.issue_auth(auth_key, f"{card_id.upper()}AUTH")
-        sign_der = ca.issue_sign(sign_key, f"{card_id.upper()}SIGN")
-        issuer.put_certificate(layout.JPKI_AUTH_KEY, auth_der)
-        issuer.put_certificate(layout.JPKI_SIGN_KEY, sign_der)
-        issuer.store_file("jpki", layout.JPKI_AUTH_CA_CERT, ca.auth.der)
-        issuer.store_file("jpki", layout.JPKI_SIGN_CA_CERT, ca.sign.der)
-        issuer.commit()
-        issuer.reset_holder_pin("auth", AUTH_PIN)
-        issuer.reset_holder_pin("sign", SIGN_PASSWORD)
-        issuer.set_personalised()
-    card.reset()
-    return IssuedCard(card_id, auth_der, sign_der)
+    return create_card(test_holder(photo), issuer_master_key=MASTER_KEY, pins=PINS, store=store, keygen=keygen,
+                       card_id=card_id,
+                       certificates=certificates_from(ca, card_id, prefecture="Tokyo-to", city="Chiyoda-ku"))

@@ -4,7 +4,6 @@ kiosk with a physical reader takes — plus what removal and power cycles do to 
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -13,63 +12,47 @@ from cryptography.hazmat.primitives.asymmetric import padding
 
 from jpki_remote.card import layout
 from jpki_remote.card.client import CardClient, PinIncorrectError, SecurityStatusError
+from jpki_remote.card.factory import CreatedCard
 from jpki_remote.card.issuer import IssuerSession
-from jpki_remote.card.signing import generate_key, sha256_digest_info
+from jpki_remote.card.signing import sha256_digest_info
 from jpki_remote.card.store import CardStore
 from jpki_remote.card.transports import CardRemovedError
 from jpki_remote.card.transports.pcsc import PcscTransport
-from jpki_remote.card.virtual import KeyGenerator
 
-from .cards import AUTH_PIN, MASTER_KEY, SIGN_PASSWORD, IssuedCard, personalised_card
+from .cards import AUTH_PIN, MASTER_KEY, SIGN_PASSWORD
 from .pcsc_stack import InsertCard, PcscStack
-from .testca import TestCa
 
 pytestmark = pytest.mark.pcsc
 
 
-@pytest.fixture(scope="module")
-def test_ca() -> TestCa:
-    return TestCa(generate_key(), generate_key())
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> CardStore:
-    return CardStore(tmp_path / "cards")
-
-
-@pytest.fixture
-def issued(store: CardStore, test_ca: TestCa, pooled_keygen: KeyGenerator) -> IssuedCard:
-    return personalised_card(store, test_ca, keygen=pooled_keygen)
-
-
 def test_client_reads_verifies_and_signs_through_pcscd(
-    store: CardStore, issued: IssuedCard, insert_card: InsertCard
+    store: CardStore, created: CreatedCard, insert_card: InsertCard
 ) -> None:
-    with insert_card(store.open(issued.card_id)), PcscTransport("Virtual PCD") as transport:
+    with insert_card(store.open(created.card_id)), PcscTransport("Virtual PCD") as transport:
         client = CardClient(transport)
-        assert client.read_auth_certificate() == issued.auth_certificate
+        assert client.read_auth_certificate() == created.certificates.auth
         assert client.jpki_pin_tries() == {"auth": 3, "sign": 5}
         with pytest.raises(SecurityStatusError):
             client.read_ef(layout.JPKI_SIGN_CERT)  # needs the sign password
-        assert client.read_sign_certificate(SIGN_PASSWORD) == issued.sign_certificate
+        assert client.read_sign_certificate(SIGN_PASSWORD) == created.certificates.sign
 
         challenge = b"server challenge 0001"
         signature = client.sign_with_auth_key(AUTH_PIN, sha256_digest_info(hashlib.sha256(challenge).digest()))
-        public = x509.load_der_x509_certificate(issued.auth_certificate).public_key()
+        public = x509.load_der_x509_certificate(created.certificates.auth).public_key()
         public.verify(signature, challenge, padding.PKCS1v15(), hashes.SHA256())  # type: ignore[union-attr]
 
         with pytest.raises(PinIncorrectError) as wrong:
             client.verify(layout.JPKI_AUTH_PIN, "0000")
         assert wrong.value.tries_left == 2
     # The retry counter went to disk through the card store while the card sat in the reader.
-    assert store.load(issued.card_id).pin("jpki", layout.JPKI_AUTH_PIN).tries_left == 2
+    assert store.load(created.card_id).pin("jpki", layout.JPKI_AUTH_PIN).tries_left == 2
 
 
 def test_issuer_secure_messaging_through_pcscd(
-    store: CardStore, issued: IssuedCard, insert_card: InsertCard
+    store: CardStore, created: CreatedCard, insert_card: InsertCard
 ) -> None:
     """The server's secure channel works through any relay: here pcscd + vpcd carry it."""
-    with insert_card(store.open(issued.card_id)), PcscTransport("Virtual PCD") as transport:
+    with insert_card(store.open(created.card_id)), PcscTransport("Virtual PCD") as transport:
         client = CardClient(transport)
         client.select_ap("jpki")
         for _ in range(3):
@@ -80,16 +63,16 @@ def test_issuer_secure_messaging_through_pcscd(
             issuer.reset_holder_pin("auth", "4321")
         client.select_ap("jpki")
         client.verify(layout.JPKI_AUTH_PIN, "4321")
-    assert store.load(issued.card_id).pin("jpki", layout.JPKI_AUTH_PIN).tries_left == 3
+    assert store.load(created.card_id).pin("jpki", layout.JPKI_AUTH_PIN).tries_left == 3
 
 
-def test_a_power_cycle_drops_the_verified_pin(store: CardStore, issued: IssuedCard, insert_card: InsertCard) -> None:
-    with insert_card(store.open(issued.card_id)):
+def test_a_power_cycle_drops_the_verified_pin(store: CardStore, created: CreatedCard, insert_card: InsertCard) -> None:
+    with insert_card(store.open(created.card_id)):
         with PcscTransport("Virtual PCD", on_close="leave") as transport:
             client = CardClient(transport)
             client.select_ap("jpki")
             client.verify(layout.JPKI_SIGN_PIN, SIGN_PASSWORD)
-            assert client.read_ef(layout.JPKI_SIGN_CERT) == issued.sign_certificate
+            assert client.read_ef(layout.JPKI_SIGN_CERT) == created.certificates.sign
         with PcscTransport("Virtual PCD", on_close="reset") as transport:
             client = CardClient(transport)
             client.select_ap("jpki")  # (re-selecting alone also logs out; the point here is the reset on close)
@@ -102,9 +85,9 @@ def test_a_power_cycle_drops_the_verified_pin(store: CardStore, issued: IssuedCa
 
 
 def test_pulling_the_card_mid_signature_session(
-    pcsc_stack: PcscStack, store: CardStore, issued: IssuedCard, insert_card: InsertCard
+    pcsc_stack: PcscStack, store: CardStore, created: CreatedCard, insert_card: InsertCard
 ) -> None:
-    with insert_card(store.open(issued.card_id)) as server:
+    with insert_card(store.open(created.card_id)) as server:
         transport = PcscTransport("Virtual PCD")
         client = CardClient(transport)
         client.select_ap("jpki")
@@ -115,7 +98,7 @@ def test_pulling_the_card_mid_signature_session(
             client.sign(layout.JPKI_AUTH_KEY, sha256_digest_info(hashlib.sha256(b"x").digest()))
         transport.close()
     # Re-inserted: the card is intact, the PIN is not verified any more, no try was spent.
-    with insert_card(store.open(issued.card_id)), PcscTransport("Virtual PCD") as transport:
+    with insert_card(store.open(created.card_id)), PcscTransport("Virtual PCD") as transport:
         client = CardClient(transport)
         assert client.jpki_pin_tries() == {"auth": 3, "sign": 5}
         client.select_ap("jpki")

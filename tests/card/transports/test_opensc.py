@@ -20,13 +20,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from jpki_remote.card import layout
-from jpki_remote.card.signing import generate_key
+from jpki_remote.card.factory import CreatedCard
 from jpki_remote.card.store import CardStore
-from jpki_remote.card.virtual import KeyGenerator
 
-from .cards import AUTH_PIN, SIGN_PASSWORD, IssuedCard, personalised_card
+from .cards import AUTH_PIN, SIGN_PASSWORD
 from .pcsc_stack import InsertCard, PcscStack
-from .testca import TestCa
 
 pytestmark = [pytest.mark.pcsc, pytest.mark.timeout(300)]
 
@@ -59,21 +57,6 @@ class OpenSc:
                 f"--- OPENSC_DEBUG=9 rerun (tail) ---\n{debug.stderr[-12000:]}")
 
 
-@pytest.fixture(scope="module")
-def test_ca() -> TestCa:
-    return TestCa(generate_key(), generate_key())
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> CardStore:
-    return CardStore(tmp_path / "cards")
-
-
-@pytest.fixture
-def issued(store: CardStore, test_ca: TestCa, pooled_keygen: KeyGenerator) -> IssuedCard:
-    return personalised_card(store, test_ca, keygen=pooled_keygen)
-
-
 @pytest.fixture
 def opensc(pcsc_stack: PcscStack, tmp_path: Path) -> OpenSc:
     missing = [tool for tool in ("pkcs15-tool", "pkcs11-tool", "openssl") if shutil.which(tool) is None]
@@ -90,9 +73,9 @@ def opensc(pcsc_stack: PcscStack, tmp_path: Path) -> OpenSc:
 
 
 @pytest.fixture
-def inserted(store: CardStore, issued: IssuedCard, insert_card: InsertCard) -> Iterator[IssuedCard]:
-    with insert_card(store.open(issued.card_id)):
-        yield issued
+def inserted(store: CardStore, created: CreatedCard, insert_card: InsertCard) -> Iterator[CreatedCard]:
+    with insert_card(store.open(created.card_id)):
+        yield created
 
 
 def _pem(der: bytes) -> str:
@@ -100,7 +83,7 @@ def _pem(der: bytes) -> str:
 
 
 def test_pkcs15_tool_lists_objects_and_reads_the_auth_certificate(
-    opensc: OpenSc, inserted: IssuedCard, store: CardStore
+    opensc: OpenSc, inserted: CreatedCard, store: CardStore
 ) -> None:
     listing = opensc.run("pkcs15-tool", "--list-certificates").stdout
     for label in ("User Authentication Certificate", "Digital Signature Certificate",
@@ -112,7 +95,7 @@ def test_pkcs15_tool_lists_objects_and_reads_the_auth_certificate(
 
     pem = opensc.run("pkcs15-tool", "--read-certificate", "01").stdout
     read = x509.load_pem_x509_certificate(pem.encode())
-    assert read.public_bytes(Encoding.DER) == inserted.auth_certificate
+    assert read.public_bytes(Encoding.DER) == inserted.certificates.auth
     ca_pem = opensc.run("pkcs15-tool", "--read-certificate", "03").stdout
     assert ca_pem.strip() == _pem(store.load(inserted.card_id).file("jpki", layout.JPKI_AUTH_CA_CERT)[
         : len(x509.load_pem_x509_certificate(ca_pem.encode()).public_bytes(Encoding.DER))]).strip()
@@ -123,7 +106,7 @@ def test_pkcs15_tool_lists_objects_and_reads_the_auth_certificate(
 
 
 def test_pkcs11_tool_signs_with_the_auth_key_and_openssl_verifies(
-    opensc: OpenSc, inserted: IssuedCard, store: CardStore, tmp_path: Path
+    opensc: OpenSc, inserted: CreatedCard, store: CardStore, tmp_path: Path
 ) -> None:
     slots = opensc.pkcs11("--list-slots").stdout
     assert AUTH_TOKEN in slots and SIGN_TOKEN in slots
@@ -135,7 +118,7 @@ def test_pkcs11_tool_signs_with_the_auth_key_and_openssl_verifies(
     assert len(signature.read_bytes()) == 256
 
     cert = tmp_path / "auth.pem"
-    cert.write_text(_pem(inserted.auth_certificate))
+    cert.write_text(_pem(inserted.certificates.auth))
     public = tmp_path / "auth-public.pem"
     opensc.run("openssl", "x509", "-in", str(cert), "-noout", "-pubkey", "-out", str(public))
     verified = opensc.run("openssl", "dgst", "-sha256", "-verify", str(public), "-signature", str(signature),
@@ -154,7 +137,7 @@ def test_pkcs11_tool_signs_with_the_auth_key_and_openssl_verifies(
 
 
 def test_three_wrong_auth_pins_make_opensc_report_the_pin_locked(
-    opensc: OpenSc, inserted: IssuedCard, store: CardStore
+    opensc: OpenSc, inserted: CreatedCard, store: CardStore
 ) -> None:
     outcomes = []
     for _ in range(3):
@@ -183,13 +166,13 @@ def test_three_wrong_auth_pins_make_opensc_report_the_pin_locked(
     assert state.pin("jpki", layout.JPKI_SIGN_PIN).tries_left == 5  # the other PIN is untouched
 
 
-def test_sign_key_with_the_sign_password(opensc: OpenSc, inserted: IssuedCard, tmp_path: Path) -> None:
+def test_sign_key_with_the_sign_password(opensc: OpenSc, inserted: CreatedCard, tmp_path: Path) -> None:
     data = tmp_path / "document.txt"
     data.write_text("申請書")
     signature = tmp_path / "document.sig"
     opensc.pkcs11("--token-label", SIGN_TOKEN, "--login", "--pin", SIGN_PASSWORD, "--sign", "--mechanism",
                   "SHA256-RSA-PKCS", "--id", "02", "--input-file", str(data), "--output-file", str(signature))
-    public = x509.load_der_x509_certificate(inserted.sign_certificate).public_key()
+    public = x509.load_der_x509_certificate(inserted.certificates.sign).public_key()
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import padding
 
