@@ -109,6 +109,13 @@ def test_report_files(tmp_path: Path, minato: object) -> None:
     with (tmp_path / "minato-monthly.csv").open(encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 120 and rows[0]["month"] == "2022-06" and rows[-1]["month"] == "2032-05"
+    june = rows[0]
+    per_day = sum(
+        float(june[f"{p}_per_day"])
+        for p in ("certificate_renewal", "card_replacement", "pin_reset", "pin_change", "new_issuance")
+    )
+    assert per_day == pytest.approx(float(june["visits_per_day"]), abs=0.1)  # printed rounded
+    assert float(june["pin_reset_per_day_moved"]) == pytest.approx(0.3 * float(june["pin_reset_per_day"]), abs=0.01)
     assert sum(float(r["certificate_renewals"]) for r in rows if r["fiscal_year"] == "2025") == pytest.approx(
         minato.figures["certificate_renewals_fy2025"],
         rel=1e-3,  # type: ignore[attr-defined]

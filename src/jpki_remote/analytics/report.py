@@ -258,6 +258,8 @@ MONTHLY_COLUMNS = (
     "staff_hours_moved",
     "mean_wait_minutes_moved",
     "windows_needed_moved",
+    *(f"{p.value}_per_day" for p in Procedure),
+    *(f"{p.value}_per_day_moved" for p in Procedure),
 )
 
 
@@ -296,6 +298,8 @@ def write_monthly_csv(plan: Plan, path: Path) -> Path:
                     _num(moved.staff_hours),
                     _num(moved.mean_wait_minutes),
                     moved.windows_needed,
+                    *(_num(base.counter_visits[p.value] / base.open_days, 2) for p in Procedure),
+                    *(_num(moved.counter_visits[p.value] / moved.open_days, 2) for p in Procedure),
                 ]
             )
     return path
