@@ -62,6 +62,13 @@ class MemoryKeyStore:
     def private_key(self, label: str) -> rsa.RSAPrivateKey:
         return self._keys[label]
 
+    def import_pem(self, label: str, pem: bytes) -> MemoryCaKey:
+        key = serialization.load_pem_private_key(pem, password=None)
+        if not isinstance(key, rsa.RSAPrivateKey):
+            raise ValueError("only RSA keys")
+        self._keys[label] = key
+        return self.get(label)
+
     def export_pem(self, label: str) -> bytes:
         return self._keys[label].private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
