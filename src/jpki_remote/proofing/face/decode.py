@@ -23,6 +23,12 @@ ACCEPTED_FORMATS = ("JPEG", "PNG", "JPEG2000")
 DEFAULT_MAX_PIXELS = 40_000_000  # 40 megapixels: far above any kiosk or phone camera frame
 DEFAULT_MAX_BYTES = 30_000_000
 _TRUNCATION_LOCK = threading.Lock()
+_SIGNATURES = (
+    b"\xff\xd8\xff",  # JPEG
+    b"\x89PNG\r\n\x1a\n",  # PNG
+    b"\x00\x00\x00\x0cjP  ",  # JPEG 2000 (JP2 box)
+    b"\xff\x4f\xff\x51",  # JPEG 2000 codestream
+)
 
 
 class ImageRejected(Exception):
@@ -51,6 +57,8 @@ def decode_image(
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageRejected(FaceIssue.IMAGE_TOO_LARGE, str(exc)) from exc
     except UnidentifiedImageError as exc:
+        if bytes(data[:12]).startswith(_SIGNATURES):  # an accepted format's magic number, then garbage
+            raise ImageRejected(FaceIssue.UNREADABLE_IMAGE, "damaged JPEG/PNG/JPEG 2000 data") from exc
         raise ImageRejected(FaceIssue.UNSUPPORTED_FORMAT, "not a JPEG, PNG or JPEG 2000 image") from exc
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise ImageRejected(FaceIssue.UNREADABLE_IMAGE, f"header: {exc}") from exc
