@@ -1,0 +1,291 @@
+"""What the procedure engine needs from the other packages, as small interfaces, plus the adapters to the real ones.
+
+The engine never imports a sibling's internals directly: it calls these ports. :func:`default_ports` wires the real
+components (CA, issuer master key, face verification + liveness, security codes, notices, audit log) from the
+settings. Where a sibling's API had not landed when this was written, the adapter says so in its docstring and
+fails closed (the proof is refused with a clear error) rather than pretending.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any, Protocol
+
+from jpki_remote.config import Settings
+from jpki_remote.store import Database
+
+log = logging.getLogger(__name__)
+
+
+# ---- issuer master key ----------------------------------------------------------------------------------------
+class IssuerKeys(Protocol):
+    def master_key(self, key_version: int) -> bytes: ...
+
+
+@dataclass
+class FileIssuerKeys:
+    """The issuer SCP03 master key (AES-256) in ``<data_dir>/issuer-keys/issuer-master-<version>.key`` (mode 0600).
+
+    Cards are manufactured with keys diversified from it (:func:`jpki_remote.card.manufacture.manufacture`). A
+    production deployment keeps it in the HSM; the key store interface of the CA package holds only RSA keys today.
+    """
+
+    directory: Path
+
+    def master_key(self, key_version: int) -> bytes:
+        path = self.directory / f"issuer-master-{key_version:02x}.key"
+        if not path.exists():
+            self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                return bytes.fromhex(path.read_text().strip())
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_hex(32))
+        key = bytes.fromhex(path.read_text().strip())
+        if len(key) not in (16, 32):
+            raise ValueError(f"{path} does not hold an AES-128/256 key")
+        return key
+
+
+@dataclass
+class StaticIssuerKeys:
+    key: bytes
+
+    def master_key(self, key_version: int) -> bytes:
+        del key_version
+        return self.key
+
+
+# ---- face ------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FaceResult:
+    matched: bool
+    retry_allowed: bool
+    reason: str  # match / no_match / live_quality / liveness_failed / reference_unusable / …
+    distance: float | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+class FacePort(Protocol):
+    model: str
+
+    def new_challenge(self) -> dict[str, Any]:
+        """A fresh liveness challenge (JSON-able; the terminal shows its steps)."""
+        ...
+
+    def encode_reference(self, image: bytes) -> list[float] | None:
+        """Encoding of a reference photo (card photo, enrolment photo); None when no usable face."""
+        ...
+
+    def verify(
+        self,
+        frames: Sequence[bytes],
+        *,
+        card_photo: list[float] | None,
+        enrolled: list[float] | None,
+        challenge: dict[str, Any],
+        card_id: str | None,
+    ) -> FaceResult: ...
+
+
+class ProofingFace:
+    """Adapter over :class:`jpki_remote.proofing.face.verifier.FaceVerifier` and
+    :func:`jpki_remote.proofing.liveness.check_liveness`: liveness on the whole frame sequence (same identity
+    throughout, matching the reference), then the face decision of the first (frontal) frame against the card photo
+    and the enrolled photo."""
+
+    def __init__(self, settings: Settings) -> None:
+        from jpki_remote.proofing.face.verifier import FaceVerifier
+
+        self._threshold = settings.face_threshold
+        self._verifier = FaceVerifier(settings.face_threshold)
+        self.model = "dlib-resnet-v1"
+
+    def new_challenge(self) -> dict[str, Any]:
+        from jpki_remote.proofing.liveness import LivenessChallenge
+
+        return LivenessChallenge.new().to_dict()
+
+    def encode_reference(self, image: bytes) -> list[float] | None:
+        from jpki_remote.proofing.face.verifier import Reference, ReferenceKind
+
+        encoding, _verdict, _cached = self._verifier.encode_reference(Reference(ReferenceKind.CARD_PHOTO, image=image))
+        return None if encoding is None else [float(v) for v in encoding]
+
+    def verify(
+        self,
+        frames: Sequence[bytes],
+        *,
+        card_photo: list[float] | None,
+        enrolled: list[float] | None,
+        challenge: dict[str, Any],
+        card_id: str | None,
+    ) -> FaceResult:
+        import numpy as np
+
+        from jpki_remote.proofing.face.verifier import Reference, ReferenceKind
+        from jpki_remote.proofing.liveness import LivenessChallenge, check_liveness
+
+        if not frames:
+            return FaceResult(False, True, "no_frames")
+        try:
+            parsed = LivenessChallenge.from_dict(challenge)
+        except (KeyError, ValueError, TypeError):
+            return FaceResult(False, False, "liveness_unavailable")
+        primary = card_photo if card_photo is not None else enrolled
+        liveness = check_liveness(
+            parsed, list(frames), reference=None if primary is None else np.array(primary), threshold=self._threshold
+        )
+        if not liveness.passed:
+            reasons = [r.value for r in liveness.reasons]
+            return FaceResult(False, True, "liveness_failed", detail={"liveness_reasons": reasons})
+        references = []
+        if card_photo is not None:
+            references.append(Reference(ReferenceKind.CARD_PHOTO, encoding=np.array(card_photo), card_id=card_id))
+        if enrolled is not None:
+            kind = ReferenceKind.ENROLLED_PHOTO if card_photo is not None else ReferenceKind.CARD_PHOTO
+            references.append(Reference(kind, encoding=np.array(enrolled)))
+        decision = self._verifier.verify(frames[0], references)
+        distances = {k: v for k, v in decision.distances.items() if v is not None}
+        reason = str(getattr(decision.reason, "value", decision.reason))
+        return FaceResult(
+            reason == "match",
+            bool(getattr(decision.reason, "retry_allowed", False)),
+            reason,
+            distance=min(distances.values()) if distances else None,
+            detail={"distances": {k: round(v, 4) for k, v in distances.items()}},
+        )
+
+
+# ---- security codes and notices ---------------------------------------------------------------------------------
+class CodePort(Protocol):
+    def issue(self, procedure_id: str, purpose: str, contact: object) -> Any: ...
+
+    def verify(self, procedure_id: str, purpose: str, entered: object) -> Any: ...
+
+
+class NoticePort(Protocol):
+    def notify(self, contacts: Sequence[object], event: dict[str, Any]) -> int:
+        """Tell the holder on every contact; returns how many notices were queued or sent."""
+        ...
+
+
+class ProofingNotices:
+    """Holder notices through the proofing package's delivery (same deliverer as the security codes)."""
+
+    def __init__(self, db: Database, settings: Settings) -> None:
+        from jpki_remote.proofing.delivery.routing import deliverer_from_settings
+
+        self._deliverer = deliverer_from_settings(settings, db)
+
+    def notify(self, contacts: Sequence[object], event: dict[str, Any]) -> int:
+        from jpki_remote.proofing.delivery.base import Contact
+        from jpki_remote.proofing.messages import EventKind, HolderEvent, notice_message
+
+        message = notice_message(
+            HolderEvent(
+                kind=EventKind(event["kind"]),
+                procedure_id=event["procedure_id"],
+                channel=event.get("channel", "online"),
+                pin_kind=event.get("pin_kind"),
+            )
+        )
+        sent = 0
+        for contact in contacts:
+            try:
+                self._deliverer.send(Contact.of(contact), message)
+                sent += 1
+            except Exception as exc:  # one failed contact must not hide the others
+                log.warning("notice to a %s contact failed: %s", getattr(contact, "kind", "?"), type(exc).__name__)
+        return sent
+
+
+# ---- audit ------------------------------------------------------------------------------------------------------
+class AuditPort(Protocol):
+    def record(
+        self,
+        *,
+        actor: str,
+        event_type: str,
+        outcome: str,
+        terminal_id: str | None,
+        procedure_id: str | None,
+        detail: dict[str, Any],
+    ) -> None: ...
+
+
+class AuditLogPort:
+    """Appends to :class:`jpki_remote.audit.log.AuditLog`. A refused detail is logged and recorded without it."""
+
+    def __init__(self, log_: Any) -> None:
+        self._log = log_
+
+    def record(
+        self,
+        *,
+        actor: str,
+        event_type: str,
+        outcome: str,
+        terminal_id: str | None,
+        procedure_id: str | None,
+        detail: dict[str, Any],
+    ) -> None:
+        from jpki_remote.audit.detail import DetailRejected
+        from jpki_remote.audit.events import AuditEvent
+
+        event = AuditEvent(actor, event_type, outcome, terminal_id, procedure_id, detail)
+        try:
+            self._log.append(event)
+        except DetailRejected as exc:
+            log.error("audit detail refused for %s: %s", event_type, exc)
+            self._log.append(AuditEvent(actor, event_type, outcome, terminal_id, procedure_id, {"detail": "refused"}))
+
+
+# ---- the bundle --------------------------------------------------------------------------------------------------
+@dataclass
+class Ports:
+    ca: Any  # jpki_remote.ca.authority.CertificateAuthority
+    issuer_keys: IssuerKeys
+    face: FacePort | None = None
+    codes: CodePort | None = None
+    notices: NoticePort | None = None
+    audit: AuditPort | None = None
+    legal_flow: Any = None  # jpki_remote.procedures.legal_flow.LegalFlow
+
+
+def default_ports(db: Database, settings: Settings) -> Ports:
+    """The real components, configured from ``settings``."""
+    from jpki_remote.ca.authority import CertificateAuthority
+    from jpki_remote.ca.keystore import open_keystore
+    from jpki_remote.procedures.legal_flow import LegalFlow
+    from jpki_remote.proofing.codes import SecurityCodes
+
+    ca = CertificateAuthority(db, open_keystore(settings), settings)
+    audit: AuditPort | None = None
+    try:
+        from jpki_remote.audit.log import AuditLog
+        from jpki_remote.audit.signing import signer_from_settings
+
+        audit = AuditLogPort(AuditLog(db, signer_from_settings(settings)))
+    except (ImportError, AttributeError) as exc:
+        log.warning("audit log not available (%s): procedure events are not audited", exc)
+    return Ports(
+        ca=ca,
+        issuer_keys=FileIssuerKeys(settings.data_dir / "issuer-keys"),
+        face=ProofingFace(settings),
+        codes=SecurityCodes(db, settings),
+        notices=ProofingNotices(db, settings),
+        audit=audit,
+        legal_flow=LegalFlow(db, ca, settings.data_dir / "messaging-keys"),
+    )
+
+
+def card_expiry_date(value: object) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(str(value))
