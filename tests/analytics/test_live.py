@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import secrets
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -11,6 +11,8 @@ from jpki_remote.analytics.live import CounterHours, ProcedureRecord, live_stati
 from jpki_remote.analytics.months import month_index
 from jpki_remote.analytics.sources import SourceUnavailable, history_from_database, procedure_records
 from jpki_remote.store import Database
+
+SeedLive = Callable[[Database], None]
 
 JST_OFFSET = timedelta(hours=9)
 
@@ -104,91 +106,8 @@ def test_naive_times_are_utc_and_unfinished_procedures_have_no_duration() -> Non
 # ---- the live database ---------------------------------------------------------------------------------------------
 
 
-def _seed(database: Database) -> None:
-    from jpki_remote.procedures.models import Procedure, ProcedureStatus, ProcedureStep
-    from jpki_remote.registry.models import Card, CardState, Municipality, Resident, ResidentStatus
-
-    now = datetime(2025, 6, 2, 1, 0, tzinfo=UTC)
-    with database.session() as session:
-        session.add_all(
-            [
-                Municipality(code="131032", name="港区", prefecture="東京都", created_at=now),
-                Municipality(code="232114", name="豊田市", prefecture="愛知県", created_at=now),
-            ]
-        )
-        for rid, code in (("r1", "131032"), ("r2", "232114")):
-            session.add(
-                Resident(
-                    id=rid,
-                    municipality_code=code,
-                    family_name="試験",
-                    given_name="太郎",
-                    address="東京都港区芝公園1-5-25",
-                    birth_date=date(1980, 5, 10),
-                    sex=1,
-                    status=ResidentStatus.ACTIVE,
-                    created_at=now,
-                    updated_at=now,
-                )
-            )
-        session.flush()
-        cards = [
-            ("c1", "r1", "131032", datetime(2020, 6, 30, 16, 0, tzinfo=UTC), CardState.ACTIVE),  # 2020-07-01 JST
-            ("c2", "r2", "232114", datetime(2020, 5, 10, 3, 0, tzinfo=UTC), CardState.ACTIVE),
-            ("c3", "r2", "232114", datetime(2015, 5, 10, 3, 0, tzinfo=UTC), CardState.REVOKED),  # replaced
-        ]
-        for card_id, rid, code, issued, state in cards:
-            session.add(
-                Card(
-                    card_id=card_id,
-                    resident_id=rid,
-                    municipality_code=code,
-                    card_expiry=date(2030, 5, 10),
-                    state=state,
-                    issued_at=issued,
-                    diversification_data=secrets.token_bytes(16),
-                )
-            )
-        session.flush()
-        rows = [
-            ("p1", "renewal", "kiosk", "c1", ProcedureStatus.COMPLETED, None, {"face_failures": 1}),
-            ("p2", "pin_reset", "online", "c2", ProcedureStatus.FAILED, "face_limit_counter", {}),
-            ("p3", "pin_change", "counter", "c2", ProcedureStatus.COMPLETED, None, {}),
-            ("p4", "renewal", "online", "c1", ProcedureStatus.ACTIVE, None, {}),
-        ]
-        for index, (pid, kind, channel, card, status, error, data) in enumerate(rows):
-            start = now + timedelta(hours=index * 7)
-            session.add(
-                Procedure(
-                    id=pid,
-                    kind=kind,
-                    target="certificates",
-                    channel=channel,
-                    card_id=card,
-                    resident_id=None,
-                    terminal_id=None,
-                    actor=f"holder:{card}",
-                    status=status,
-                    state="done",
-                    proofs=[],
-                    data=data,
-                    active_card=card if status == ProcedureStatus.ACTIVE else None,
-                    error_code=error,
-                    created_at=start,
-                    updated_at=start,
-                    expires_at=start + timedelta(hours=1),
-                    finished_at=None if status == ProcedureStatus.ACTIVE else start + timedelta(minutes=9),
-                )
-            )
-        session.flush()
-        for seq, (name, phase) in enumerate(
-            [("face_match", "failed"), ("face_match", "failed"), ("security_code", "failed"), ("face_match", "done")]
-        ):
-            session.add(ProcedureStep(procedure_id="p2", seq=seq, name=name, phase=phase, detail={}, at=now))
-
-
-def test_procedure_records_from_the_live_database(database: Database) -> None:
-    _seed(database)
+def test_procedure_records_from_the_live_database(database: Database, seed_live: SeedLive) -> None:
+    seed_live(database)
     records = {r.kind + "/" + r.channel: r for r in procedure_records(database)}
     assert len(records) == 4
     kiosk = records["renewal/kiosk"]
@@ -208,10 +127,10 @@ def test_procedure_records_from_the_live_database(database: Database) -> None:
     assert stats["municipalities"]["23211"]["face_failure_rate"] == pytest.approx(1.0)
 
 
-def test_issuance_history_from_the_live_database(database: Database) -> None:
+def test_issuance_history_from_the_live_database(database: Database, seed_live: SeedLive) -> None:
     with pytest.raises(SourceUnavailable):
         history_from_database(database=database)
-    _seed(database)
+    seed_live(database)
     history = history_from_database(database=database)
     assert history.municipalities() == {"13103": "港区", "23211": "豊田市"}
     months = {(r.municipality_code, r.first_month): r.cards_issued for r in history.records}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -13,7 +13,6 @@ import pytest
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 from fastapi.testclient import TestClient
-from tests.analytics.test_live import _seed
 
 from jpki_remote.analytics.web import create_router, dashboard_fragment
 from jpki_remote.store import Database
@@ -32,8 +31,8 @@ def _app(database: Database | None) -> FastAPI:
 
 
 @pytest.fixture
-def seeded(sqlite_database: Database) -> Database:
-    _seed(sqlite_database)
+def seeded(sqlite_database: Database, seed_live: Callable[[Database], None]) -> Database:
+    seed_live(sqlite_database)
     return sqlite_database
 
 
