@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlalchemy import func, insert, select, tuple_, update
+from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from jpki_remote.audit import merkle
@@ -292,10 +292,15 @@ class AuditLog:
             for seq, h in session.execute(query):
                 found[(0, seq)] = bytes(h)
         if inner:
-            inner_query = select(AuditNode.level, AuditNode.idx, AuditNode.hash).where(
-                tuple_(AuditNode.level, AuditNode.idx).in_(inner)
-            )
-            for level, idx, h in session.execute(inner_query):
+            # Grouped by level so both SQLite and PostgreSQL use the (level, idx) primary key for every lookup
+            # (a row-value IN list makes SQLite scan the table).
+            by_level: dict[int, list[int]] = {}
+            for level, i in inner:
+                by_level.setdefault(level, []).append(i)
+            condition = or_(*(and_(AuditNode.level == lv, AuditNode.idx.in_(ix)) for lv, ix in by_level.items()))
+            for level, idx, h in session.execute(
+                select(AuditNode.level, AuditNode.idx, AuditNode.hash).where(condition)
+            ):
                 found[(level, idx)] = bytes(h)
         return found
 
@@ -371,13 +376,16 @@ class AuditLog:
                 head_row = session.scalars(
                     select(AuditTreeHead).where(AuditTreeHead.tree_size == tree_size).order_by(AuditTreeHead.id.desc())
                 ).first()
-            path = merkle.build_proof(merkle.inclusion_ranges(seq, tree_size), lambda c: self._fetch(session, c))
+            # The path and the root in one query: the root is the last "range" asked for.
+            *path, root = merkle.build_proof(
+                [*merkle.inclusion_ranges(seq, tree_size), (0, tree_size)], lambda c: self._fetch(session, c)
+            )
             return InclusionProof(
                 seq=seq,
                 tree_size=tree_size,
                 leaf_hash=_record_leaf(row),
                 path=path,
-                root_hash=self._root(session, tree_size),
+                root_hash=root,
                 head=None if head_row is None else _head_of(head_row),
             )
 

@@ -139,8 +139,9 @@ def range_hash(start: int, end: int, nodes: Mapping[Coord, bytes]) -> bytes:
 
 def build_proof(ranges: Sequence[Range], fetch: Callable[[set[Coord]], Mapping[Coord, bytes]]) -> list[bytes]:
     """Hashes for ``ranges``; ``fetch`` is called once with every perfect subtree needed."""
-    nodes = fetch(coords_for(ranges))
-    missing = coords_for(ranges) - set(nodes)
+    wanted = coords_for(ranges)
+    nodes = fetch(wanted)
+    missing = wanted - set(nodes)
     if missing:
         raise ProofError(f"stored tree lacks {len(missing)} subtree hash(es), e.g. level/index {min(missing)}")
     return [range_hash(start, end, nodes) for start, end in ranges]
