@@ -58,7 +58,7 @@ def seed_live_database(database: Database) -> None:
             )
         session.flush()
         rows = [
-            ("p1", "renewal", "kiosk", "c1", ProcedureStatus.COMPLETED, None, {"face_failures": 1}),
+            ("p1", "renewal", "kiosk", "c1", ProcedureStatus.COMPLETED, None, {"face_attempts": 2}),
             ("p2", "pin_reset", "online", "c2", ProcedureStatus.FAILED, "face_limit_counter", {}),
             ("p3", "pin_change", "counter", "c2", ProcedureStatus.COMPLETED, None, {}),
             ("p4", "renewal", "online", "c1", ProcedureStatus.ACTIVE, None, {}),
@@ -77,7 +77,7 @@ def seed_live_database(database: Database) -> None:
                     actor=f"holder:{card}",
                     status=status,
                     state="done",
-                    proofs=[],
+                    proofs=["card_auth_key", "face_liveness"] if pid == "p1" else [],
                     data=data,
                     active_card=card if status == ProcedureStatus.ACTIVE else None,
                     error_code=error,

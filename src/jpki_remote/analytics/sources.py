@@ -3,9 +3,10 @@
 Only this module knows the other packages' tables (``procedures``, ``procedure_steps``, ``registry_cards``,
 ``registry_residents``, ``registry_municipalities``); the statistics and the forecast work on plain records.
 
-Failure counts of a procedure: ``data["face_failures"]`` / ``data["code_failures"]`` when the procedure engine
-records them, otherwise the journal rows in ``procedure_steps`` whose name mentions ``face`` / ``code`` with phase
-``failed`` (the larger of the two is used).
+Failure counts of a procedure, the largest of: ``data["face_failures"]`` / ``data["code_failures"]``; attempts
+recorded by the engine (``data["face_attempts"]`` / ``data["code_attempts"]``) minus the one that succeeded when the
+matching proof (``face_liveness``/``face_enrolled`` / ``security_code``) is among the procedure's proofs; the journal
+rows in ``procedure_steps`` whose name mentions ``face`` / ``code`` with phase ``failed``.
 """
 
 from __future__ import annotations
@@ -54,6 +55,17 @@ def _int(value: object) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
 
 
+FACE_PROOFS = frozenset({"face_liveness", "face_enrolled"})
+CODE_PROOFS = frozenset({"security_code"})
+
+
+def _failures(data: dict[str, object], proofs: object, what: str, passed_by: frozenset[str], journal: int) -> int:
+    """The largest failure count the engine's records support (see the module docstring)."""
+    attempts = _int(data.get(f"{what}_attempts"))
+    succeeded = isinstance(proofs, list) and any(p in passed_by for p in proofs)
+    return max(_int(data.get(f"{what}_failures")), attempts - 1 if succeeded and attempts else attempts, journal)
+
+
 def procedure_records(
     database: Database, *, since: datetime | None = None, municipality_code: str | None = None
 ) -> Iterator[ProcedureRecord]:
@@ -81,6 +93,7 @@ def procedure_records(
             Procedure.status,
             Procedure.error_code,
             Procedure.data,
+            Procedure.proofs,
             Procedure.created_at,
             Procedure.finished_at,
             Card.municipality_code,
@@ -103,6 +116,7 @@ def procedure_records(
             status,
             error_code,
             data,
+            proofs,
             created,
             finished,
             card_code,
@@ -125,8 +139,8 @@ def procedure_records(
                 municipality_code=municipality,
                 started_at=_aware(created),  # type: ignore[arg-type]
                 finished_at=_aware(finished),
-                face_failures=max(_int(data.get("face_failures")), int(face or 0)),
-                code_failures=max(_int(data.get("code_failures")), int(code or 0)),
+                face_failures=_failures(data, proofs, "face", FACE_PROOFS, int(face or 0)),
+                code_failures=_failures(data, proofs, "code", CODE_PROOFS, int(code or 0)),
             )
 
 
