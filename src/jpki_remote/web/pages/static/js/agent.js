@@ -1,0 +1,47 @@
+// The terminal agent on this machine (loopback only; the page refuses any other host, see routes.py).
+// The agent owns the card reader and relays the server's APDUs. The page gives it what the holder types on the
+// keypad — a PIN goes from here to the agent and from the agent to the card, never to the server, a log or storage.
+//
+// Local API (JSON, CORS for this page's origin):
+//   GET  /v1/status -> {terminal_id, terminal_kind, terminal_name, reader, card_present, card_id,
+//                       procedure_id, pin_request: {kind, new, attempt} | null}
+//   POST /v1/procedures/{id}/drive   -> 202   relay this procedure's card exchanges until it ends
+//   POST /v1/pin {kind, value, new}  -> 204   answer the pending pin_request
+//   POST /v1/cancel                  -> 204   drop the pending request and any PIN held, stop relaying
+"use strict";
+(function () {
+  const base = window.JPKI && window.JPKI.config.agent;
+
+  class AgentError extends Error {}
+
+  async function call(method, path, json) {
+    if (!base) throw new AgentError("no agent");
+    const options = { method, headers: { Accept: "application/json" }, cache: "no-store", mode: "cors", credentials: "omit" };
+    if (json !== undefined) {
+      options.headers["Content-Type"] = "application/json";
+      options.body = JSON.stringify(json);
+    }
+    let response;
+    try {
+      response = await fetch(base + path, options);
+    } catch (e) {
+      throw new AgentError("the terminal agent is not reachable");
+    }
+    if (!response.ok) throw new AgentError("agent answered " + response.status);
+    if (response.status === 204) return null;
+    const type = response.headers.get("content-type") || "";
+    return type.includes("json") ? response.json() : null;
+  }
+
+  const agent = {
+    available: Boolean(base),
+    base,
+    AgentError,
+    status: () => call("GET", "/v1/status"),
+    drive: (procedureId) => call("POST", "/v1/procedures/" + encodeURIComponent(procedureId) + "/drive", {}),
+    // `value` is passed straight into the request body and not kept anywhere by this module.
+    sendPin: (kind, value, isNew) => call("POST", "/v1/pin", { kind, value, new: Boolean(isNew) }),
+    cancel: () => call("POST", "/v1/cancel", {}).catch(() => null),
+  };
+  window.JPKI = Object.assign(window.JPKI || {}, { agent });
+})();

@@ -1,0 +1,133 @@
+// The JSON API client (/api/v1). Every path the pages use is listed in PATHS, in one place.
+// Errors come back as ApiError with a bilingual message; nothing here ever logs a request body.
+"use strict";
+(function () {
+  const base = (window.JPKI && window.JPKI.config.api) || "/api/v1";
+  const TOKEN_KEY = "jpki.browserSession";  // the terminal-bound browser session (never a PIN or a code)
+
+  const PATHS = {
+    redeemLink: () => "/terminals/browser-session",
+    currentSession: () => "/terminals/browser-session",
+    endSession: () => "/terminals/browser-session",
+    procedures: () => "/procedures",
+    procedure: (id) => "/procedures/" + encodeURIComponent(id),
+    requestCode: (id) => "/procedures/" + encodeURIComponent(id) + "/code",
+    verifyCode: (id) => "/procedures/" + encodeURIComponent(id) + "/code/verify",
+    face: (id) => "/procedures/" + encodeURIComponent(id) + "/face",
+    cancel: (id) => "/procedures/" + encodeURIComponent(id) + "/cancel",
+    staffCheck: (id) => "/procedures/" + encodeURIComponent(id) + "/staff-check",
+    staffLogin: () => "/staff/login",
+    staffLogout: () => "/staff/logout",
+    staffMe: () => "/staff/me",
+    residents: () => "/registry/residents",
+    resident: (id) => "/registry/residents/" + encodeURIComponent(id),
+    cards: () => "/registry/cards",
+    card: (id) => "/registry/cards/" + encodeURIComponent(id),
+    unlock: (id) => "/registry/cards/" + encodeURIComponent(id) + "/unlock",
+    issuance: () => "/counter/issuance",
+    issuanceStep: (id) => "/counter/issuance/" + encodeURIComponent(id),
+    auditEvents: () => "/audit/events",
+    auditProof: (seq) => "/audit/events/" + encodeURIComponent(seq) + "/proof",
+    auditHead: () => "/audit/head",
+  };
+
+  class ApiError extends Error {
+    constructor(status, code, ja, en, body) {
+      super(en || ja || code);
+      this.status = status;
+      this.code = code;
+      this.ja = ja;
+      this.en = en;
+      this.body = body;
+    }
+  }
+
+  const GENERIC = {
+    0: ["サーバーに接続できません。係員にお知らせください。", "The server cannot be reached. Please tell staff."],
+    401: ["この端末の接続が切れました。最初からやり直してください。", "This terminal's session ended. Please start again."],
+    403: ["この操作は許可されていません。", "This action is not allowed."],
+    404: ["見つかりません。", "Not found."],
+    409: ["今はこの操作はできません。", "This action is not possible now."],
+    413: ["データが大きすぎます。", "The data is too large."],
+    422: ["入力内容が正しくありません。", "The input is not valid."],
+    429: ["しばらく時間をおいてからお試しください。", "Please wait a moment and try again."],
+    500: ["システムエラーが発生しました。", "A system error occurred."],
+  };
+
+  /** Any of the shapes an error body may have: {code, message_ja, message_en}, {error: {...}}, {detail: ...}. */
+  function normalizeError(status, body) {
+    let source = body;
+    if (source && typeof source === "object" && source.error && typeof source.error === "object") source = source.error;
+    if (source && typeof source === "object" && source.detail && typeof source.detail === "object"
+        && !Array.isArray(source.detail)) source = source.detail;
+    const code = (source && source.code) || "http_" + status;
+    let ja = source && (source.message_ja || source.ja);
+    let en = source && (source.message_en || source.en);
+    if (!ja) {
+      const generic = GENERIC[status] || GENERIC[status >= 500 ? 500 : 422];
+      ja = generic[0];
+      en = en || (typeof (body && body.detail) === "string" ? body.detail : generic[1]);
+    }
+    return new ApiError(status, code, ja, en, body);
+  }
+
+  function storedToken() {
+    try { return localStorage.getItem(TOKEN_KEY); } catch (e) { return null; }
+  }
+
+  async function request(method, path, { json, form, signal } = {}) {
+    const headers = { Accept: "application/json" };
+    const token = storedToken();
+    if (token) headers.Authorization = "Bearer " + token;
+    let body;
+    if (json !== undefined) {
+      headers["Content-Type"] = "application/json";
+      body = JSON.stringify(json);
+    } else if (form !== undefined) {
+      body = form;
+    }
+    let response;
+    try {
+      response = await fetch(base + path, { method, headers, body, credentials: "same-origin", cache: "no-store", signal });
+    } catch (e) {
+      if (e && e.name === "AbortError") throw e;
+      throw normalizeError(0, null);
+    }
+    let data = null;
+    const type = response.headers.get("content-type") || "";
+    if (type.includes("json")) {
+      try { data = await response.json(); } catch (e) { data = null; }
+    }
+    if (!response.ok) throw normalizeError(response.status, data);
+    return data;
+  }
+
+  const api = {
+    PATHS,
+    ApiError,
+    request,
+    setToken(token) {
+      try { if (token) localStorage.setItem(TOKEN_KEY, token); else localStorage.removeItem(TOKEN_KEY); } catch (e) { /* ignore */ }
+    },
+    hasToken: () => Boolean(storedToken()),
+    async redeemLink(code) {
+      const data = await request("POST", PATHS.redeemLink(), { json: { code } });
+      if (data && data.token) api.setToken(data.token);
+      return data;
+    },
+    currentSession: () => request("GET", PATHS.currentSession()),
+    endSession: () => request("DELETE", PATHS.endSession()),
+    start: (body) => request("POST", PATHS.procedures(), { json: body }),
+    view: (id) => request("GET", PATHS.procedure(id)),
+    requestCode: (id) => request("POST", PATHS.requestCode(id), { json: {} }),
+    verifyCode: (id, code) => request("POST", PATHS.verifyCode(id), { json: { code } }),
+    submitFace(id, blobs) {
+      const form = new FormData();
+      blobs.forEach((blob, index) => form.append("frames", blob, "frame-" + String(index).padStart(3, "0") + ".jpg"));
+      return request("POST", PATHS.face(id), { form });
+    },
+    cancel: (id) => request("POST", PATHS.cancel(id), { json: {} }),
+    staffCheck: (id, documents) => request("POST", PATHS.staffCheck(id), { json: { documents } }),
+  };
+  window.JPKI = Object.assign(window.JPKI || {}, { api });
+})();

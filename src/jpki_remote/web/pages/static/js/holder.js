@@ -1,0 +1,617 @@
+// The holder's flow on the kiosk and the online portal. The server's procedure view decides the screen; the local
+// terminal agent relays the card and asks for PINs. One clear action per screen; errors in Japanese and English.
+"use strict";
+(function () {
+  const J = window.JPKI;
+  const { api, agent, config, setBilingual } = J;
+  const $ = (id) => document.getElementById(id);
+  const PROCEDURE_KEY = "jpki.procedure";  // the id of the procedure on this terminal (not a secret: bound to it)
+  const POLL_MS = 700;
+  const STEPS = ["card", "pin", "face", "code", "update", "done"];
+  const STEP_NAMES = {
+    card: ["カード確認", "Card"], pin: ["暗証番号", "PIN"], face: ["顔認証", "Face"],
+    code: ["セキュリティーコード", "Security code"], update: ["更新/再設定", "Renew / reset"], done: ["完了", "Done"],
+  };
+  const KIND_LABELS = {
+    renewal: ["電子証明書の更新", "Certificate renewal"],
+    pin_reset: ["暗証番号の初期化・再設定", "PIN reset"],
+  };
+  const TARGET_LABELS = {
+    certificates: ["署名用・利用者証明用電子証明書", "both certificates"],
+    sign_password: ["署名用電子証明書のパスワード", "signature password"],
+    auth_pin: ["利用者証明用電子証明書の暗証番号", "authentication PIN"],
+    residence_pin: ["住民基本台帳用の暗証番号", "residence registry PIN"],
+    text_pin: ["券面事項入力補助用の暗証番号", "card-text PIN"],
+  };
+  const CHALLENGE_TEXT = {
+    blink: { label: ["まばたき", "Blink"], say: ["ゆっくりまばたきをしてください", "Blink slowly"] },
+    turn_left: { label: ["顔を左に", "Turn left"], say: ["顔をゆっくり左に向けて、正面に戻してください", "Turn your head to your left, then back"] },
+    turn_right: { label: ["顔を右に", "Turn right"], say: ["顔をゆっくり右に向けて、正面に戻してください", "Turn your head to your right, then back"] },
+  };
+  const WORKING_TEXT = {
+    card_proof: ["カードを確認しています", "Checking the card"],
+    read_face: ["カードの顔写真を読み取っています", "Reading the card photo"],
+    keys_request: ["新しい鍵を準備しています", "Preparing new keys"],
+    generate_keys: ["カードの中で新しい鍵を作っています", "Generating new keys on the card"],
+    issue: ["新しい電子証明書を発行しています", "Issuing the new certificates"],
+    write_certificates: ["新しい電子証明書を書き込んでいます", "Writing the new certificates"],
+    commit: ["書き込みを確定しています", "Committing"],
+    confirm: ["書き込みを確認しています", "Confirming"],
+    set_pin: ["新しい暗証番号を設定しています", "Setting the new PIN"],
+    finish: ["手続を完了しています", "Finishing"],
+  };
+  // Refusals after which the holder must go to the counter, and what to tell them.
+  const COUNTER_CODES = new Set(["face_limit", "face_refused", "card_unavailable", "certificate_invalid", "no_contact",
+    "pin_blocked", "not_allowed", "all_pins_forgotten"]);
+  const SOFT_MESSAGES = new Set(["pin_incorrect", "code_wrong", "code_expired", "face_retry", "code_b_incorrect",
+    "card_removed", "new_pin_invalid"]);
+
+  const state = {
+    procedureId: null, kind: null, target: null, knownPin: null, view: null, agentStatus: null,
+    screen: null, step: null, pinRequestKey: null, newPinFirst: null, capturing: false, codeRequested: false,
+    polling: false, pollTimer: null, finished: false,
+  };
+
+  // ------------------------------------------------------------------------------------------------ screens
+  function show(name) {
+    if (state.screen === name) return;
+    state.screen = name;
+    document.querySelectorAll("[data-screen]").forEach((section) => { section.hidden = section.dataset.screen !== name; });
+    const heading = document.querySelector('[data-screen="' + name + '"] h1');
+    if (heading) { heading.tabIndex = -1; heading.focus({ preventScroll: true }); }
+    window.scrollTo(0, 0);
+  }
+
+  function setStep(step) {
+    if (state.step === step) return;
+    state.step = step;
+    const index = STEPS.indexOf(step);
+    document.querySelectorAll("#steps li").forEach((li, i) => {
+      li.classList.toggle("done", index >= 0 && i < index);
+      if (i === index) li.setAttribute("aria-current", "step"); else li.removeAttribute("aria-current");
+    });
+    const label = $("step-announcer");
+    if (index >= 0) label.textContent = "ステップ " + (index + 1) + " / 6: " + STEP_NAMES[step][0] + "（" + STEP_NAMES[step][1] + "）";
+    else label.textContent = "";
+  }
+
+  function showError(ja, en) {
+    const box = $("error-box");
+    if (!ja) { box.hidden = true; $("error-ja").textContent = ""; $("error-en").textContent = ""; return; }
+    $("error-ja").textContent = ja;
+    $("error-en").textContent = en || "";
+    box.hidden = false;
+  }
+
+  function fail(code, ja, en) {
+    stopPolling();
+    state.finished = true;
+    forgetProcedure();
+    if (J.camera) J.camera.abort();
+    showError(null);
+    $("failed-ja").textContent = ja;
+    $("failed-en").textContent = en || "";
+    const counter = COUNTER_CODES.has(code);
+    setBilingual($("failed-next"),
+      counter ? "お住まいの市区町村の窓口へお越しください。マイナンバーカードと本人確認書類をお持ちください。"
+        : "もう一度、最初からお試しください。",
+      counter ? "Please visit your municipal counter with your card and an ID document." : "Please start again.");
+    show("failed");
+    agent.cancel();
+  }
+
+  // ------------------------------------------------------------------------------------------------ storage
+  function rememberProcedure(id) {
+    state.procedureId = id;
+    try { localStorage.setItem(PROCEDURE_KEY, id); } catch (e) { /* ignore */ }
+  }
+  function forgetProcedure() {
+    try { localStorage.removeItem(PROCEDURE_KEY); } catch (e) { /* ignore */ }
+  }
+
+  // ------------------------------------------------------------------------------------------------ wipe
+  /** Wipe the screen and everything typed; tell the server and the agent to abandon the procedure. */
+  async function wipe(reason) {
+    stopPolling();
+    const id = state.procedureId;
+    if (J.camera) J.camera.abort();
+    if (pinEntry) pinEntry.clear();
+    $("code-input").value = "";
+    state.newPinFirst = null;
+    showError(null);
+    forgetProcedure();
+    Object.assign(state, { procedureId: null, kind: null, target: null, knownPin: null, view: null, pinRequestKey: null,
+      capturing: false, codeRequested: false, finished: false });
+    agent.cancel();
+    if (id && reason !== "finished") {
+      try { await api.cancel(id); } catch (e) { /* already ended, or the server is gone: it expires by itself */ }
+    }
+    setStep(null);
+    show("menu");
+    if (reason === "idle") J.toast("操作がなかったため、手続を中止しました。 (Cancelled after inactivity)");
+    if (reason === "cancel") J.toast("手続を中止しました。 (Cancelled)");
+  }
+
+  // ------------------------------------------------------------------------------------------------ idle
+  const idle = { last: Date.now(), timer: null };
+  function touch() { idle.last = Date.now(); if (!$("idle-overlay").hidden) $("idle-overlay").hidden = true; }
+  function idleTick() {
+    const away = (Date.now() - idle.last) / 1000;
+    const quiet = state.screen === "menu" || state.screen === "connect";
+    if (quiet || state.capturing || state.screen === "working") { idle.last = state.capturing || state.screen === "working" ? Date.now() : idle.last; $("idle-overlay").hidden = true; return; }
+    if (away >= config.idle_wipe) { $("idle-overlay").hidden = true; wipe("idle"); return; }
+    if (away >= config.idle_warn) {
+      const overlay = $("idle-overlay");
+      $("idle-seconds").textContent = String(Math.max(0, Math.ceil(config.idle_wipe - away)));
+      if (overlay.hidden) { overlay.hidden = false; $("idle-continue").focus(); }
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------------ agent
+  async function agentStatus() {
+    try {
+      const status = await agent.status();
+      state.agentStatus = status;
+      renderBadge(status);
+      return status;
+    } catch (e) {
+      state.agentStatus = null;
+      renderBadge(null);
+      return null;
+    }
+  }
+
+  function renderBadge(status) {
+    const badge = $("terminal-badge");
+    if (!status) { setBilingual(badge, "端末エージェント未接続", "terminal agent not connected"); return; }
+    const name = status.terminal_name || status.terminal_id || "";
+    const reader = status.reader || "—";
+    setBilingual(badge, "端末: " + name + " ／ リーダー: " + reader, "terminal " + (status.terminal_id || "") + ", reader " + reader);
+  }
+
+  // ------------------------------------------------------------------------------------------------ start
+  function choose(kind, target, knownPin) {
+    Object.assign(state, { kind, target, knownPin, finished: false, codeRequested: false });
+    document.querySelector("[data-update-ja]").textContent = kind === "renewal" ? "更新" : "再設定";
+    document.querySelector("[data-update-en]").textContent = kind === "renewal" ? "Renew" : "Reset";
+    setStep("card");
+    show("card");
+    waitForCard();
+  }
+
+  async function waitForCard() {
+    if (!agent.available) {
+      fail("no_agent", "カードリーダー（端末エージェント）に接続できません。係員にお知らせください。",
+        "The card reader (terminal agent) is not connected. Please tell staff.");
+      return;
+    }
+    while (state.screen === "card" && !state.procedureId) {
+      const status = await agentStatus();
+      if (status && status.card_present && status.card_id) {
+        await startProcedure(status.card_id);
+        return;
+      }
+      setBilingual($("reader-line"), status ? "リーダー: " + (status.reader || "—") : "端末エージェントを待っています…",
+        status ? "reader " + (status.reader || "—") : "waiting for the terminal agent…");
+      await new Promise((resolve) => setTimeout(resolve, 600));
+    }
+  }
+
+  async function startProcedure(cardId) {
+    const options = state.knownPin ? { known_pin: state.knownPin } : {};
+    try {
+      const view = await api.start({ kind: state.kind, target: state.target, channel: config.channel, card_id: cardId, options });
+      rememberProcedure(view.id);
+      await agent.drive(view.id);
+      state.view = view;
+      startPolling();
+      render(view);
+    } catch (e) {
+      handleError(e);
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------------ following
+  function startPolling() {
+    if (state.polling) return;
+    state.polling = true;
+    const loop = async () => {
+      if (!state.polling) return;
+      await refresh();
+      if (state.polling) state.pollTimer = setTimeout(loop, POLL_MS);
+    };
+    loop();
+  }
+  function stopPolling() { state.polling = false; clearTimeout(state.pollTimer); }
+
+  async function refresh() {
+    if (!state.procedureId) return;
+    const [view] = await Promise.all([
+      api.view(state.procedureId).catch((e) => { handleError(e); return null; }),
+      agentStatus(),
+    ]);
+    if (view && state.polling) render(view);
+  }
+
+  function handleError(e) {
+    if (e instanceof api.ApiError) {
+      if (e.status === 401) {
+        stopPolling();
+        setBilingual($("connect-detail"), "端末から画面を開き直してください。", "Please reopen this screen from the terminal.");
+        show("connect");
+        return;
+      }
+      if (e.status === 404 && state.procedureId) { fail("not_found", e.ja, e.en); return; }
+      if (["card_busy", "not_allowed", "invalid_request", "not_found"].includes(e.code) || e.status >= 500) {
+        fail(e.code, e.ja, e.en);
+        return;
+      }
+      showError(e.ja, e.en);
+      return;
+    }
+    if (e instanceof agent.AgentError) {
+      showError("カードリーダーとの通信が切れました。", "Lost contact with the card reader.");
+      return;
+    }
+    showError("エラーが発生しました。", String(e && e.message ? e.message : e));
+  }
+
+  function messageOf(view) {
+    const message = view && view.message;
+    if (!message) return null;
+    return { code: message.code, ja: message.ja || message.message_ja, en: message.en || message.message_en };
+  }
+
+  function render(view) {
+    state.view = view;
+    if (view.status === "completed") { finish(view); return; }
+    if (view.status !== "active") {
+      const error = view.error || { code: view.status, ja: "手続を完了できませんでした。", en: "The procedure ended." };
+      fail(error.code, error.ja || error.message_ja, error.en || error.message_en);
+      return;
+    }
+    const message = messageOf(view);
+    if (message && (SOFT_MESSAGES.has(message.code) || !message.code)) showError(message.ja, message.en);
+    const pinRequest = state.agentStatus && state.agentStatus.procedure_id === view.id ? state.agentStatus.pin_request : null;
+    if (pinRequest) { showPin(pinRequest, view); return; }
+    state.pinRequestKey = null;
+    if (view.state === "proofs" && view.waiting_for) {
+      if (view.waiting_for.startsWith("face")) { showFace(view); return; }
+      if (view.waiting_for === "security_code") { showCode(view); return; }
+    }
+    const exchange = view.exchange || {};
+    if (exchange.status === "insert_card" || (message && message.code === "card_removed")) {
+      setStep("card"); show("card"); return;
+    }
+    const text = WORKING_TEXT[view.state] || ["処理しています", "Working"];
+    setBilingual($("working-step"), text[0], text[1]);
+    const updateStates = ["keys_request", "generate_keys", "issue", "write_certificates", "commit", "confirm", "set_pin", "finish"];
+    if (updateStates.includes(view.state)) setStep("update");
+    else if (view.state === "read_face") setStep("face");
+    else if (view.state === "card_proof") setStep(state.step === "pin" ? "pin" : "card");
+    if (!state.capturing) show("working");
+  }
+
+  // ------------------------------------------------------------------------------------------------ PIN
+  let pinEntry = null;
+  function showPin(request, view) {
+    const key = request.kind + ":" + (request.new ? "new" : "cur") + ":" + (request.attempt || 0);
+    const isNew = Boolean(request.new);
+    setStep(isNew ? "update" : request.kind === "code_b" ? "face" : "pin");
+    if (state.pinRequestKey === key && state.screen === "pin") return;
+    state.pinRequestKey = key;
+    state.newPinFirst = null;
+    const format = J.PIN_FORMATS[request.kind] || J.PIN_FORMATS.auth_pin;
+    if (isNew) {
+      setBilingual($("pin-title-ja"), "新しい" + format.ja + "を決めてください");
+      $("pin-title-en").textContent = "Choose a new " + format.en.toLowerCase();
+    } else {
+      setBilingual($("pin-title-ja"), format.ja + "を入力してください");
+      $("pin-title-en").textContent = "Enter your " + format.en.toLowerCase();
+    }
+    $("pin-hint-ja").textContent = format.hintJa + "。入力した文字は表示されません。";
+    $("pin-hint-en").textContent = format.hintEn + ". What you type is not shown.";
+    pinEntry.configure(request.kind, isNew ? ["新しい暗証番号", "new PIN"] : [format.ja, format.en]);
+    const tries = $("pin-tries");
+    const message = messageOf(view);
+    if (message && (message.code === "pin_incorrect" || message.code === "code_b_incorrect")) {
+      tries.hidden = false;
+      setBilingual(tries, message.ja + "もう一度入力してください。", (message.en || "") + " Please try again.");
+    } else {
+      tries.hidden = true;
+    }
+    show("pin");
+    pinEntry.focus();
+  }
+
+  async function onPinEntered(value) {
+    const status = state.agentStatus;
+    const request = status && status.pin_request;
+    if (!request) return;
+    if (request.new && state.newPinFirst === null) {
+      state.newPinFirst = value;  // kept in this closure only until the second entry
+      setBilingual($("pin-title-ja"), "確認のため、もう一度入力してください");
+      $("pin-title-en").textContent = "Enter the new PIN again to confirm";
+      pinEntry.configure(request.kind, ["新しい暗証番号（確認）", "new PIN (again)"]);
+      pinEntry.focus();
+      return;
+    }
+    if (request.new && state.newPinFirst !== value) {
+      state.newPinFirst = null;
+      showError("2回の入力が一致しません。最初から入力してください。", "The two entries differ. Please enter the new PIN again.");
+      const format = J.PIN_FORMATS[request.kind] || J.PIN_FORMATS.auth_pin;
+      setBilingual($("pin-title-ja"), "新しい" + format.ja + "を決めてください");
+      $("pin-title-en").textContent = "Choose a new " + format.en.toLowerCase();
+      pinEntry.configure(request.kind, ["新しい暗証番号", "new PIN"]);
+      pinEntry.focus();
+      return;
+    }
+    state.newPinFirst = null;
+    showError(null);
+    try {
+      await agent.sendPin(request.kind, value, request.new);
+    } catch (e) {
+      handleError(e);
+      return;
+    }
+    value = null;  // eslint-disable-line no-param-reassign
+    state.pinRequestKey = null;
+    setBilingual($("working-step"), "カードで確認しています", "Checking on the card");
+    show("working");
+  }
+
+  // ------------------------------------------------------------------------------------------------ face
+  function challengeSteps(view) {
+    const challenge = view.face_challenge;
+    if (Array.isArray(challenge)) return challenge;
+    if (challenge && Array.isArray(challenge.steps)) return challenge.steps;
+    return [];
+  }
+
+  function showFace(view) {
+    setStep("face");
+    if (state.capturing) return;
+    const steps = challengeSteps(view);
+    const list = $("challenge");
+    const signature = steps.join(",");
+    if (list.dataset.signature !== signature) {
+      list.dataset.signature = signature;
+      list.textContent = "";
+      steps.forEach((step, index) => {
+        const li = document.createElement("li");
+        li.dataset.step = step;
+        const mark = document.createElement("span");
+        mark.className = "mark";
+        mark.textContent = String(index + 1);
+        mark.setAttribute("aria-hidden", "true");
+        const text = document.createElement("span");
+        const labels = (CHALLENGE_TEXT[step] || { label: [step, step] }).label;
+        setBilingual(text, labels[0], labels[1]);
+        li.append(mark, text);
+        list.appendChild(li);
+      });
+    }
+    const result = view.face_result;
+    const attempts = $("face-attempts");
+    if (result && typeof result.attempts_left === "number") {
+      attempts.hidden = false;
+      setBilingual(attempts, "あと " + result.attempts_left + " 回まで撮り直せます。", result.attempts_left + " attempt(s) left.");
+    } else {
+      attempts.hidden = true;
+    }
+    if (state.screen !== "face") {
+      setBilingual($("face-instruction"), "準備ができたら「撮影を始める」を押してください。", "Press Start when you are ready.");
+      setProgress(0);
+      show("face");
+      J.camera.open().catch((e) => showError(e.ja || "カメラを起動できませんでした。", e.en));
+    }
+  }
+
+  function setProgress(fraction) {
+    const percent = Math.round(fraction * 100);
+    $("face-progress-bar").style.width = percent + "%";
+    $("face-progress").setAttribute("aria-valuenow", String(percent));
+  }
+
+  async function captureFace() {
+    const view = state.view;
+    if (!view || state.capturing) return;
+    const steps = challengeSteps(view);
+    state.capturing = true;
+    showError(null);
+    $("face-start").disabled = true;
+    const items = Array.from($("challenge").children);
+    let frames = null;
+    try {
+      frames = await J.camera.captureChallenge(steps, {
+        onStep(index) {
+          items.forEach((li, i) => { li.classList.toggle("done", i < index); li.classList.toggle("current", i === index); });
+          if (index < 0) setBilingual($("face-instruction"), "カメラを見てください", "Look at the camera");
+          else if (index >= steps.length) setBilingual($("face-instruction"), "正面を向いてください", "Look straight ahead");
+          else {
+            const say = (CHALLENGE_TEXT[steps[index]] || { say: [steps[index], steps[index]] }).say;
+            setBilingual($("face-instruction"), say[0], say[1]);
+          }
+        },
+        onProgress: setProgress,
+      });
+      J.camera.close();
+      setBilingual($("face-instruction"), "照合しています…", "Checking…");
+      const reply = await api.submitFace(view.id, frames);
+      frames = null;
+      state.capturing = false;
+      render(reply);
+    } catch (e) {
+      frames = null;
+      state.capturing = false;
+      if (e instanceof J.CameraError) {
+        if (e.code !== "aborted") showError(e.ja, e.en);
+      } else {
+        handleError(e);
+      }
+    } finally {
+      state.capturing = false;
+      $("face-start").disabled = false;
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------------ security code
+  function showCode(view) {
+    setStep("code");
+    if (view.code_sent_to) {
+      setBilingual($("code-sent"), view.code_sent_to + " にセキュリティーコードを送りました。届いたコードを入力してください。",
+        "We sent a security code to " + view.code_sent_to + ".");
+    } else {
+      setBilingual($("code-sent"), "登録されている連絡先にセキュリティーコードを送ります…", "Sending a security code to your registered contact…");
+    }
+    if (typeof view.code_tries_left === "number") {
+      setBilingual($("code-tries"), "あと " + view.code_tries_left + " 回入力できます。", view.code_tries_left + " tries left.");
+    }
+    if (state.screen !== "code") {
+      show("code");
+      $("code-input").focus();
+    }
+    if (!view.code_sent_to && !state.codeRequested) {
+      state.codeRequested = true;
+      api.requestCode(view.id).then((reply) => { if (reply) render(reply); }).catch(handleError);
+    }
+  }
+
+  async function submitCode(event) {
+    event.preventDefault();
+    const input = $("code-input");
+    const code = input.value.replace(/\D/g, "");
+    if (!code) { showError("セキュリティーコードを入力してください。", "Please enter the security code."); input.focus(); return; }
+    input.value = "";
+    $("code-submit").disabled = true;
+    try {
+      const reply = await api.verifyCode(state.procedureId, code);
+      if (reply.message && reply.message.code) showError(reply.message.ja, reply.message.en);
+      else showError(null);
+      render(reply);
+      if (state.screen === "code") input.focus();
+    } catch (e) {
+      handleError(e);
+    } finally {
+      $("code-submit").disabled = false;
+    }
+  }
+
+  async function resendCode() {
+    $("code-resend").disabled = true;
+    try {
+      const reply = await api.requestCode(state.procedureId);
+      J.toast("セキュリティーコードを再送信しました。 (Sent again)");
+      showError(null);
+      render(reply);
+    } catch (e) {
+      handleError(e);
+    } finally {
+      setTimeout(() => { $("code-resend").disabled = false; }, 3000);
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------------ done
+  function finish(view) {
+    stopPolling();
+    state.finished = true;
+    forgetProcedure();
+    showError(null);
+    const kind = KIND_LABELS[view.kind] || [view.kind, view.kind];
+    const target = TARGET_LABELS[view.target] || [view.target, view.target];
+    setBilingual($("receipt-kind"), kind[0] + "（" + target[0] + "）", kind[1] + " (" + target[1] + ")");
+    $("receipt-ref").textContent = String(view.id).replace(/(.{4})(?=.)/g, "$1 ");
+    $("receipt-time").textContent = J.formatTime(view.completed_at || new Date().toISOString());
+    setStep("done");
+    show("done");
+  }
+
+  // ------------------------------------------------------------------------------------------------ connect
+  async function connect() {
+    show("connect");
+    const hash = new URLSearchParams(location.hash.replace(/^#/, ""));
+    const link = hash.get("link");
+    if (link) {
+      history.replaceState(null, "", location.pathname + location.search);  // the code is single-use: drop it
+      try {
+        await api.redeemLink(link);
+      } catch (e) {
+        setBilingual($("connect-detail"), "端末の接続に失敗しました。端末から開き直してください。",
+          "Could not bind this screen to the terminal. Please reopen it from the terminal.");
+        return;
+      }
+    }
+    try {
+      await api.currentSession();
+    } catch (e) {
+      setBilingual($("connect-detail"), "この画面は端末から開いてください。", "Please open this screen from the terminal.");
+      return;
+    }
+    await agentStatus();
+    let saved = null;
+    try { saved = localStorage.getItem(PROCEDURE_KEY); } catch (e) { saved = null; }
+    if (saved) {
+      try {
+        const view = await api.view(saved);
+        if (view.status === "active") {
+          state.procedureId = saved;
+          state.kind = view.kind;
+          state.target = view.target;
+          startPolling();
+          render(view);
+          return;
+        }
+      } catch (e) { /* gone */ }
+      forgetProcedure();
+    }
+    show("menu");
+  }
+
+  // ------------------------------------------------------------------------------------------------ wiring
+  function knownOptions(target) {
+    const table = config.reset_known || {};
+    return table[target] || ["auth_pin", "sign_password"];
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    J.camera = new J.Camera($("camera-video"), $("camera-canvas"));
+    pinEntry = J.createPinEntry({
+      form: $("pin-form"), input: $("pin-input"), keypad: $("keypad"), count: $("pin-count"), submit: $("pin-submit"),
+      label: $("pin-label"),
+    }, onPinEntered);
+
+    document.addEventListener("click", (event) => {
+      const button = event.target.closest("button");
+      if (!button) return;
+      const action = button.dataset.action;
+      if (action === "home") wipe(state.finished ? "finished" : "cancel");
+      else if (action === "cancel") wipe("cancel");
+      else if (action === "choose-renewal") choose("renewal", "certificates", null);
+      else if (action === "choose-reset") { setStep(null); show("reset-kind"); }
+      else if (button.dataset.target) {
+        state.target = button.dataset.target;
+        const options = knownOptions(state.target);
+        document.querySelectorAll("[data-known]").forEach((b) => {
+          b.hidden = b.dataset.known !== "none" && !options.includes(b.dataset.known);
+        });
+        show("known-pin");
+      } else if (button.dataset.known) {
+        if (button.dataset.known === "none") {
+          const text = config.all_pins_forgotten || {};
+          fail("all_pins_forgotten", text.ja || "暗証番号をすべて忘れた場合は、市区町村の窓口で手続してください。",
+            text.en || "If every PIN is forgotten, please visit your municipality's counter.");
+        } else {
+          choose("pin_reset", state.target, button.dataset.known);
+        }
+      }
+    });
+    $("face-start").addEventListener("click", captureFace);
+    $("code-form").addEventListener("submit", submitCode);
+    $("code-resend").addEventListener("click", resendCode);
+    $("idle-continue").addEventListener("click", touch);
+    ["pointerdown", "keydown", "touchstart", "input"].forEach((name) => document.addEventListener(name, touch, { passive: true }));
+    setInterval(idleTick, 1000);
+    window.addEventListener("pagehide", () => { if (J.camera) J.camera.close(); });
+    connect();
+  });
+})();
