@@ -1,8 +1,8 @@
-"""Fixtures for the transport tests: the private PC/SC stack (pcscd + vpcd) and inserting a card into it."""
+"""Fixtures for the transport tests: the private PC/SC stack (pcscd + vpcd), inserting a card into it, and cards
+personalised with certificates from the project's CAs."""
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -11,56 +11,12 @@ import pytest
 from jpki_remote.ca.authority import CertificateAuthority
 from jpki_remote.card.factory import CreatedCard
 from jpki_remote.card.store import CardStore
-from jpki_remote.card.transports import ChangeCallback, SupportsCard, VpcdCardServer
 from jpki_remote.card.virtual import KeyGenerator
 
 from .cards import issue_card, running_ca
-from .pcsc_stack import InsertCard, PcscStack, StackUnavailable, missing_requirements
+from .fixtures import insert_card, pcsc_stack
 
-
-@pytest.fixture(scope="session")
-def pcsc_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PcscStack]:
-    """One pcscd with the vpcd reader for the whole session (libpcsclite fixes its socket path per process)."""
-    missing = missing_requirements()
-    if missing:
-        names = ", ".join(missing)
-        pytest.skip(f"PC/SC stack unavailable, missing: {names} (scripts/bootstrap test installs them)")
-    stack = PcscStack(tmp_path_factory.mktemp("pcsc"))
-    try:
-        stack.start()
-    except StackUnavailable as exc:
-        pytest.fail(f"cannot start pcscd + vpcd: {exc}")
-    try:
-        yield stack
-    finally:
-        stack.close()
-
-
-@pytest.fixture
-def insert_card(pcsc_stack: PcscStack) -> Iterator[InsertCard]:
-    """``with insert_card(card) as server:`` — the card is in reader ``Virtual PCD 00 00`` and pcscd has seen it.
-
-    Leaving the block pulls the card and waits until pcscd has noticed, so the next test starts with an empty reader.
-    """
-    servers: list[VpcdCardServer] = []
-
-    @contextlib.contextmanager
-    def insert(card: SupportsCard, on_change: ChangeCallback | None = None) -> Iterator[VpcdCardServer]:
-        server = VpcdCardServer(card, port=pcsc_stack.port, on_change=on_change, retry_interval=0.1)
-        servers.append(server)
-        server.start()
-        try:
-            assert server.wait_connected(10), f"vpcd did not accept our card; pcscd log:\n{pcsc_stack.log()[-2000:]}"
-            assert pcsc_stack.wait_card(True), "pcscd did not report the inserted card"
-            yield server
-        finally:
-            server.stop()
-            assert pcsc_stack.wait_card(False), "pcscd still reports the card after it was pulled"
-
-    yield insert
-    for server in servers:
-        server.stop()
-
+__all__ = ["insert_card", "pcsc_stack"]  # fixtures shared with other test packages via .fixtures
 
 
 @pytest.fixture(scope="session")

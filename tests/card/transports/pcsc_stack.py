@@ -9,8 +9,10 @@ configuration is our own directory (``pcscd -c``) naming vpcd's driver with ``DE
 opens that port and the next one (its second slot). Nothing is left running: the daemon gets SIGTERM from
 :meth:`PcscStack.stop`, from an ``atexit`` hook, and (parent-death signal) if the test process dies.
 
-libpcsclite reads ``PCSCLITE_CSOCK_NAME`` once per process, so a test process uses ONE stack (session-scoped);
-:meth:`PcscStack.start` sets the variable in ``os.environ`` and restarting the stack keeps the same socket path.
+libpcsclite reads ``PCSCLITE_CSOCK_NAME`` once per process, so a test process uses ONE stack:
+:func:`acquire_shared_stack` / :func:`release_shared_stack` hand out a reference-counted process-wide instance (the
+``pcsc_stack`` fixture in :mod:`.fixtures` uses them; import that fixture into any test package that needs PC/SC).
+:meth:`PcscStack.start` sets the variable in ``os.environ``; restarting the stack keeps the same socket path.
 Use :meth:`PcscStack.env` for subprocesses (OpenSC, pcsc_scan).
 """
 
@@ -226,6 +228,28 @@ class PcscStack:
     def wait_card(self, present: bool, slot: int = 0, timeout: float = 10.0) -> bool:
         """Wait until pcscd reports the card in ``slot`` present (or absent)."""
         return wait_until(lambda: self.card_present(slot) == present, timeout)
+
+
+_shared: PcscStack | None = None
+_shared_users = 0
+
+
+def acquire_shared_stack(make_workdir: Callable[[], Path]) -> PcscStack:
+    """The process-wide stack, started on first use (``make_workdir()`` gives its directory)."""
+    global _shared, _shared_users
+    if _shared is None:
+        _shared = PcscStack(make_workdir()).start()
+    _shared_users += 1
+    return _shared
+
+
+def release_shared_stack() -> None:
+    """Give one reference back; the last one stops pcscd."""
+    global _shared, _shared_users
+    _shared_users = max(0, _shared_users - 1)
+    if _shared_users == 0 and _shared is not None:
+        stack, _shared = _shared, None
+        stack.close()
 
 
 @contextlib.contextmanager
