@@ -362,7 +362,7 @@ class Engine:
         event: str | None = None,
     ) -> dict[str, Any]:
         """The terminal agent's call: answers to the last batch in, the next batch (or wait/done/failed) out."""
-        if event not in (None, "card_removed", "card_inserted"):
+        if event not in (None, "card_removed", "card_inserted", "retry"):
             raise ProcedureError("invalid_request", 422)
         with self._tx() as session:
             proc = self._load(session, procedure_id)
@@ -376,6 +376,8 @@ class Engine:
             if event == "card_inserted":
                 self._set_data(proc, card_present=True)
                 proc.conversation = None
+            if event == "retry":
+                self._set_data(proc, await_retry=None)
             if responses:
                 digest = hashlib.sha256(b"".join(len(r).to_bytes(3, "big") + r for r in responses)).hexdigest()
                 last = (proc.data or {}).get("last_exchange") or {}
@@ -413,6 +415,8 @@ class Engine:
             status = "done"
         elif proc.status is not ProcedureStatus.ACTIVE:
             status = "failed"
+        elif (proc.data or {}).get("await_retry"):
+            status = "retry"
         elif requests or new_pin:
             status = "card"
         elif proc.state in CARD_STEPS and not (proc.data or {}).get("card_present", True):
@@ -441,8 +445,9 @@ class Engine:
                     self._goto(session, proc, next_step(proc, step))
                     continue
                 if step in CARD_STEPS:
-                    if not (proc.data or {}).get("card_present", True):
-                        return self._reply(proc, [], msg=msg)
+                    data = proc.data or {}
+                    if not data.get("card_present", True) or data.get("await_retry"):
+                        return self._reply(proc, [], msg=msg or data.get("await_retry"))
                     if proc.conversation is None:
                         self._start_conversation(session, proc, step)
                     try:
@@ -459,6 +464,7 @@ class Engine:
                         )
                     if outcome is not None:
                         proc.conversation = None
+                        new_pin = None  # a new PIN serves the one conversation it was sent for
                         try:
                             msg = self._on_result(session, proc, step, outcome.result or {})
                         except _Fail as fail:
@@ -565,7 +571,7 @@ class Engine:
         self._audit(proc, "pin_verify", "failure", pin_kind=pin_kind, tries_left=tries)
         if sw in SW_BLOCKED:
             raise _Fail("pin_blocked")
-        self._set_data(proc, notice="pin_incorrect", pin_tries_left=tries)
+        self._set_data(proc, notice="pin_incorrect", pin_tries_left=tries, await_retry="pin_incorrect")
         return "pin_incorrect"
 
     def _result_card_proof(self, session: Session, proc: Procedure, result: dict[str, Any]) -> str | None:
@@ -670,6 +676,7 @@ class Engine:
             self._audit(proc, "card_face", "failure", reason="code_b_refused")
             if sw in SW_BLOCKED:
                 raise _Fail("card_unavailable")
+            self._set_data(proc, await_retry="code_b_incorrect")
             return "code_b_incorrect"
         try:
             face = parse_card_face(bytes.fromhex(result["card_face"]))
@@ -743,7 +750,8 @@ class Engine:
 
     def _result_set_pin(self, session: Session, proc: Procedure, result: dict[str, Any]) -> str | None:
         if not result.get("new_pin_valid"):
-            return "new_pin_invalid"  # conversation ends; the step starts again and asks for the PIN again
+            self._set_data(proc, await_retry="new_pin_invalid")  # the holder chooses again, then the step restarts
+            return "new_pin_invalid"
         self._audit(proc, "pin_set", "success", pin_kind=proc.target)
         self._goto(session, proc, "finish")
         return None
@@ -754,6 +762,7 @@ class Engine:
             return self._pin_outcome(session, proc, verify_sw, proc.target)
         if change_sw != 0x9000:
             self._audit(proc, "pin_changed", "failure", reason="new_pin_refused")
+            self._set_data(proc, await_retry="new_pin_invalid")
             return "new_pin_invalid"
         self._add_proof(session, proc, Proof.CARD_OLD_PIN.value)
         self._audit(proc, "pin_changed", "success", pin_kind=proc.target)

@@ -7,6 +7,8 @@ The exchange protocol (server stays stateless; state is in the procedure row):
 2. the server answers with the procedure view plus ``exchange``: ``status`` (``card`` — carry out ``requests``;
    ``wait`` — the holder must complete a proof in the browser, poll again; ``insert_card``; ``done``; ``failed``),
    ``seq`` (the batch number to answer), ``requests`` and ``new_pin`` (a PIN kind the holder must choose now);
+   ``retry`` — a PIN was refused (the card counted it): the agent asks the holder and, only if they want, sends
+   ``{"event": "retry"}``; nothing is ever re-tried automatically;
 3. each request is either ``{"apdu": hex}`` (relayed verbatim: for issuer commands it is protected by secure
    messaging end to end) or a local operation the agent builds itself so that the PIN never leaves the terminal:
    ``{"op": "verify_pin", "pin_kind": k, "header": "00200080"}`` → VERIFY with the PIN the holder types;
@@ -55,6 +57,10 @@ class PinPad(Protocol):
         """A new PIN chosen by the holder (entered twice on a real keypad)."""
         ...
 
+    def retry(self, message: dict[str, Any] | None) -> bool:
+        """After a refused PIN (the card counts every try): does the holder want to try again? Never automatic."""
+        ...
+
 
 @dataclass
 class ScriptedPinPad:
@@ -71,6 +77,9 @@ class ScriptedPinPad:
     def new_pin(self, kind: str) -> str | None:
         self.asked.append(f"new:{kind}")
         return self.new_pins.get(kind)
+
+    def retry(self, message: dict[str, Any] | None) -> bool:
+        return False
 
 
 def _pin_bytes(kind: str, value: str) -> bytes:
@@ -147,6 +156,11 @@ def drive(
         status = exchange["status"]
         if status in ("done", "failed", "wait"):
             return reply
+        if status == "retry":
+            if not core.pinpad.retry(reply.get("message")):
+                return reply
+            reply = call({"seq": exchange["seq"], "responses": [], "event": "retry"})
+            continue
         if status == "insert_card":
             reply = call({"seq": exchange["seq"], "responses": [], "event": "card_inserted"})
             continue

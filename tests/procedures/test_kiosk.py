@@ -1,0 +1,82 @@
+"""Kiosk renewal with every remote proof: card + auth PIN, card photo via 照合番号B, face match with liveness
+(frame sequences built from real photos), security code from the development outbox."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from sqlalchemy import select
+
+from conftest import PINS, World, run_agent
+from jpki_remote.ca.models import CertificateState
+from jpki_remote.procedures.ports import ProofingFace
+from jpki_remote.proofing.models import DevOutboxMessage
+from jpki_remote.terminal.agent import ScriptedPinPad
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "proofing" / "liveness"))
+import sequences
+
+pytestmark = pytest.mark.slow
+
+
+def _frames(photo: Path, actions: list[str]) -> list[bytes]:
+    rgb = np.asarray(Image.open(photo).convert("RGB"))
+    return [sequences.to_jpeg(frame) for frame in sequences.perform(sequences.portrait_frame(rgb), actions)]
+
+
+def _card_photo(path: Path) -> bytes:
+    """A passport-style portrait as enrolled at the counter (the card stores it as greyscale JPEG 2000)."""
+    from jpki_remote.proofing.face.card_photo import card_photo_from
+    from jpki_remote.proofing.face.engine import FaceEngine
+
+    rgb = np.asarray(Image.open(path).convert("RGB"))
+    return card_photo_from(rgb, FaceEngine.shared().detect(rgb).boxes[0])
+
+
+def _code_from_outbox(world: World) -> str:
+    with world.db.session() as s:
+        body = s.scalars(select(DevOutboxMessage.body).order_by(DevOutboxMessage.id.desc())).first()
+    match = re.search(r"\b(\d{6})\b", body or "")
+    assert match, body
+    return match.group(1)
+
+
+def test_kiosk_renewal_with_face_and_code(world: World, faces_dir: Path) -> None:
+    world.ports.face = ProofingFace(world.settings)
+    world.photo = _card_photo(faces_dir / "obama" / "3.jpg")  # the camera sees obama/1.jpg
+    issued = world.issue_card()
+    engine = world.engine()
+    reply = engine.start(
+        kind="renewal", target="certificates", channel="kiosk", card_id=issued.card_id, terminal_id="t-test"
+    )
+    pinpad = ScriptedPinPad(pins={"auth_pin": PINS["auth_pin"], "code_b": issued.code_b})
+    reply = run_agent(engine, reply, issued.card, pinpad)
+    assert reply["state"] == "proofs" and reply["face_ready"], (reply["error"], reply["message"])
+    steps = reply["face_challenge"]["steps"]
+
+    # another person in front of the camera: refused, may retry
+    other = faces_dir / "biden" / "1.jpg"
+    refused = engine.submit_face(reply["id"], "t-test", _frames(other, steps))
+    assert "face_liveness" not in refused["proofs_done"] and refused["status"] == "active"
+    assert refused["face_result"]["attempts_left"] == 4
+
+    reply = engine.submit_face(reply["id"], "t-test", _frames(faces_dir / "obama" / "1.jpg", steps))
+    assert "face_liveness" in reply["proofs_done"], reply.get("face_result")
+
+    reply = engine.request_code(reply["id"], "t-test")
+    assert reply["code_sent_to"]
+    code = _code_from_outbox(world)
+    wrong = engine.verify_code(reply["id"], "t-test", "000000" if code != "000000" else "111111")
+    assert wrong["message"]["code"] == "code_wrong" and "security_code" not in wrong["proofs_done"]
+    reply = engine.verify_code(reply["id"], "t-test", code)
+    assert reply["exchange"]["status"] == "card" and reply["state"] == "generate_keys"
+    reply = run_agent(engine, reply, issued.card, pinpad)
+    assert reply["status"] == "completed", reply
+    assert world.ca.status("authentication", issued.auth_serial).state is CertificateState.REVOKED
+    assert "code" not in str(reply.get("message"))
+    assert world.audit.verify().ok
