@@ -147,3 +147,75 @@ def repeat(frame: np.ndarray, count: int) -> list[np.ndarray]:
 
 def concat(*parts: Sequence[np.ndarray]) -> list[np.ndarray]:
     return [frame for part in parts for frame in part]
+
+
+def portrait_frame(rgb: np.ndarray, engine: FaceEngine | None = None) -> np.ndarray:
+    """A kiosk-camera-like frame: head and shoulders around the one face, scaled to 640 px on the long side."""
+    engine = engine or FaceEngine.shared()
+    box = engine.detect(rgb).boxes[0]
+    height, width = rgb.shape[:2]
+    half = box.width * 1.6
+    cx, cy = (box.left + box.right) / 2, (box.top + box.bottom) / 2
+    top, bottom = int(max(cy - half * 1.25, 0)), int(min(cy + half * 1.25, height))
+    left, right = int(max(cx - half, 0)), int(min(cx + half, width))
+    return frame_size(np.ascontiguousarray(rgb[top:bottom, left:right]))
+
+
+def _camera_noise(rgb: np.ndarray, seed: int) -> np.ndarray:
+    """Sensor noise and a one-pixel sway, so consecutive frames of a live person are never byte-identical."""
+    rng = np.random.default_rng(seed)
+    swayed = rigid_motion(rgb, 0.0, 1.0, (float(seed % 3 - 1), float((seed // 3) % 3 - 1)))
+    noisy = swayed.astype(np.int16) + rng.normal(0.0, 2.0, size=rgb.shape).round().astype(np.int16)
+    return np.clip(noisy, 0, 255).astype(np.uint8)
+
+
+def perform(rgb: np.ndarray, actions: Sequence[str], *, neutral: int = 2, seed: int = 0) -> list[np.ndarray]:
+    """Frames of a person doing ``actions`` ("blink", "turn_left", "turn_right") with neutral frames around each."""
+    landmarks = landmarks_of(rgb)
+    closed = close_eyes(rgb, landmarks)
+    poses = {
+        "blink": [closed, closed],
+        # the holder's left: the nose moves towards the image's right in an un-mirrored frame
+        "turn_left": [turn_head(rgb, landmarks, 0.07), turn_head(rgb, landmarks, 0.11)],
+        "turn_right": [turn_head(rgb, landmarks, -0.07), turn_head(rgb, landmarks, -0.11)],
+    }
+    frames: list[np.ndarray] = []
+    counter = seed * 1000
+
+    def add(picture: np.ndarray) -> None:
+        nonlocal counter
+        frames.append(_camera_noise(picture, counter))
+        counter += 1
+
+    for _ in range(neutral):
+        add(rgb)
+    for action in actions:
+        for pose in poses[action]:
+            add(pose)
+        for _ in range(neutral):
+            add(rgb)
+    return frames
+
+
+def waved_photo(rgb: np.ndarray, count: int = 12) -> list[np.ndarray]:
+    """A printed photo held in front of the camera and moved: rotation, scale and shift only, no blink."""
+    frames = []
+    for i in range(count):
+        t = i / max(count - 1, 1)
+        frames.append(rigid_motion(rgb, 8.0 * np.sin(2 * np.pi * t), 1.0 + 0.08 * t, (25.0 * t, -15.0 * t)))
+    return frames
+
+
+def tilted_photo(rgb: np.ndarray, amounts: Sequence[float]) -> list[np.ndarray]:
+    """A flat picture turned about its vertical axis (perspective), which shifts the nose like a small head turn."""
+    height, width = rgb.shape[:2]
+    src = np.float32([[0, 0], [width, 0], [width, height], [0, height]])
+    frames = []
+    for a in amounts:
+        left_squeeze, right_squeeze = max(a, 0.0) * height, max(-a, 0.0) * height
+        dst = np.float32(
+            [[0, left_squeeze], [width, right_squeeze], [width, height - right_squeeze], [0, height - left_squeeze]]
+        )
+        matrix = cv2.getPerspectiveTransform(src, dst)
+        frames.append(cv2.warpPerspective(rgb, matrix, (width, height), borderMode=cv2.BORDER_REPLICATE))
+    return frames

@@ -40,7 +40,7 @@ class LivenessPolicy:
     min_yaw: float = 0.05  # change of the yaw ratio for a turn
     min_parallax: float = 0.016  # nose parallax (face widths) a turn must show
     min_change: float = 1.0  # mean grey-level change; below it in every frame: a still picture
-    max_encoded: int = 12  # frames encoded for the identity checks
+    max_encoded: int = 8  # frames encoded for the identity checks (always the first, the last, each action)
 
 
 DEFAULT_POLICY = LivenessPolicy()
