@@ -234,6 +234,7 @@ def _append_worker(url: str, key_path: str, worker: int, count: int, start: mult
     db.dispose()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("processes", [3])
 def test_concurrent_appends_from_several_processes(database: Database, tmp_path: Path, processes: int) -> None:
     key = tmp_path / "shared-key.pem"
