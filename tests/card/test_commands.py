@@ -240,8 +240,16 @@ def test_insert_stops_cleanly_on_sigterm_while_waiting_for_vpcd(data_dir: Path, 
         [sys.executable, "-m", "jpki_remote", "card", "insert", "alice", "--port", str(port)],
         env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
-    time.sleep(1.5)
-    process.send_signal(signal.SIGTERM)
-    stdout, stderr = process.communicate(timeout=15)
-    assert process.returncode == 0, stderr
-    assert "inserting into vpcd" in stdout and "removed (0 commands answered)" in stdout
+    output = Output(process)
+    try:
+        assert output.wait_for("inserting into vpcd", 30), output.seen
+        time.sleep(0.5)  # it is now retrying to reach vpcd
+        process.send_signal(signal.SIGTERM)
+        assert output.wait_for("removed (0 commands answered)", 15), output.seen
+        process.wait(15)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(5)
+    assert process.returncode == 0
+    assert not any("in the reader" in line for line in output.seen)

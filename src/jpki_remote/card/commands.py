@@ -425,21 +425,22 @@ def cmd_insert(args: argparse.Namespace) -> int:
     check_known(store, args.card_id)
     with card_in_use(store, args.card_id):
         card = store.open(args.card_id)
-        server = VpcdCardServer(card, host=args.host, port=args.port)
+
+        def announce(connected: bool) -> None:
+            if connected:
+                print(f"card {args.card_id}: in the reader; PC/SC programs can use it now", flush=True)
+            elif not stop.is_set():
+                print(f"card {args.card_id}: vpcd went away; waiting for it to come back", flush=True)
+
         stop = threading.Event()
+        server = VpcdCardServer(card, host=args.host, port=args.port, on_connection=announce)
         previous = {sig: signal.signal(sig, lambda _signo, _frame: stop.set()) for sig in (signal.SIGINT,
                                                                                           signal.SIGTERM)}
         print(f"card {args.card_id}: inserting into vpcd at {args.host}:{args.port} (Ctrl-C to remove)", flush=True)
         server.start()
         try:
-            announced = False
-            while not stop.wait(0.2):
-                if server.connected and not announced:
-                    print(f"card {args.card_id}: in the reader; PC/SC programs can use it now", flush=True)
-                    announced = True
-                elif not server.connected and announced:
-                    print(f"card {args.card_id}: vpcd went away; waiting for it to come back", flush=True)
-                    announced = False
+            while not stop.wait(0.5):
+                pass
         finally:
             server.stop()
             for sig, handler in previous.items():

@@ -137,7 +137,8 @@ def test_on_change_sees_each_command_and_a_failed_save_is_not_acknowledged(
 
 
 def test_reconnects_after_vpcd_drops_the_connection(card: RecordingCard, vpcd: FakeVpcd) -> None:
-    with serve(card, vpcd) as server:
+    events: list[bool] = []
+    with serve(card, vpcd, on_connection=events.append) as server:
         vpcd.send(b"\x01")
         assert vpcd.exchange(b"\x04") == ATR
         vpcd.drop()  # pcscd restarted
@@ -145,6 +146,7 @@ def test_reconnects_after_vpcd_drops_the_connection(card: RecordingCard, vpcd: F
         assert vpcd.exchange(b"\x04") == ATR
         assert server.connections == 2
         assert card.resets == 2  # power on, then the implicit power off when the connection was lost
+    assert events == [True, False, True, False]
 
 
 def test_stop_while_waiting_for_vpcd(card: RecordingCard) -> None:

@@ -18,6 +18,7 @@ import contextlib
 import logging
 import socket
 import threading
+from collections.abc import Callable
 from types import TracebackType
 from typing import Self
 
@@ -53,6 +54,7 @@ class VpcdCardServer:
         port: int = DEFAULT_PORT,
         *,
         on_change: ChangeCallback | None = None,
+        on_connection: Callable[[bool], None] | None = None,
         retry_interval: float = 0.5,
         connect_timeout: float = 5.0,
     ) -> None:
@@ -62,6 +64,7 @@ class VpcdCardServer:
         self.host = host
         self.port = port
         self.on_change = on_change
+        self.on_connection = on_connection  # called with True when plugged in, False when the connection ends
         self.retry_interval = retry_interval
         self.connect_timeout = connect_timeout
         self._stop = threading.Event()
@@ -127,6 +130,7 @@ class VpcdCardServer:
             self.connections += 1
             self._connected.set()
             log.info("card inserted into vpcd at %s:%d", self.host, self.port)
+            self._notify(True)
             try:
                 self._serve_connection(sock)
             except _ConnectionClosed:
@@ -139,7 +143,15 @@ class VpcdCardServer:
                 self._connected.clear()
                 self._close_socket()
                 self._power_off()
+                self._notify(False)
         log.info("card removed from vpcd at %s:%d", self.host, self.port)
+
+    def _notify(self, connected: bool) -> None:
+        if self.on_connection is not None:
+            try:
+                self.on_connection(connected)
+            except Exception:
+                log.exception("on_connection callback failed")
 
     def _connect(self) -> socket.socket | None:
         try:
