@@ -119,6 +119,7 @@ def write_certificates(conv: Conversation, params: dict[str, Any]) -> dict[str, 
 
 def commit(conv: Conversation, params: dict[str, Any]) -> dict[str, Any]:
     with _session(conv, params) as issuer:
+        conv.checkpoint("commit_sent")  # from here on the card may have committed
         issuer.commit()
     return {}
 

@@ -101,6 +101,12 @@ class Conversation:
         self._random_counter = 0
         self._new_pin = new_pin
         self.new_pin_used = False
+        self.checkpoints: list[str] = []
+
+    def checkpoint(self, name: str) -> None:
+        """Mark a point of the script (e.g. "the next command is COMMIT"): the engine records it durably before it
+        hands the following command to the terminal."""
+        self.checkpoints.append(name)
 
     # ---- randomness --------------------------------------------------------------------------------------------
     def random(self, n: int) -> bytes:
@@ -176,6 +182,7 @@ class RunOutcome:
     requests: list[CardRequest] = field(default_factory=list)
     needs_new_pin: str | None = None
     new_pin_used: bool = False
+    checkpoints: tuple[str, ...] = ()
 
 
 def run_script(script: Script, params: dict[str, Any], transcript: Transcript, *, new_pin: str | None) -> RunOutcome:
@@ -186,10 +193,12 @@ def run_script(script: Script, params: dict[str, Any], transcript: Transcript, *
     try:
         result = script(conv, params)
     except NeedCard as need:
-        return RunOutcome(False, requests=need.requests, new_pin_used=conv.new_pin_used)
+        return RunOutcome(
+            False, requests=need.requests, new_pin_used=conv.new_pin_used, checkpoints=tuple(conv.checkpoints)
+        )
     except NeedNewPin as need:
-        return RunOutcome(False, needs_new_pin=need.kind)
-    return RunOutcome(True, result=result, new_pin_used=conv.new_pin_used)
+        return RunOutcome(False, needs_new_pin=need.kind, checkpoints=tuple(conv.checkpoints))
+    return RunOutcome(True, result=result, new_pin_used=conv.new_pin_used, checkpoints=tuple(conv.checkpoints))
 
 
 def record_responses(transcript: Transcript, pending: Sequence[str], responses: Sequence[bytes]) -> None:

@@ -291,15 +291,20 @@ class Engine:
         return group[0]
 
     def _free_card(self, card_id: str, terminal_id: str | None) -> dict[str, Any] | None:
-        """Before a new start: settle an expired procedure on this card. A procedure waiting to learn whether the
-        card committed is *resumed* on this terminal (the card is here now) instead of blocking the card forever."""
+        """Before a new start: settle an expired procedure on this card. A procedure that cannot know whether the
+        card committed (its card went away after the COMMIT was sent) is *resumed* on this terminal — the card is
+        here now — instead of blocking the card forever."""
         with self._tx() as session:
             blocking = session.scalars(select(Procedure).where(Procedure.active_card == card_id)).first()
-            if blocking is None or utc(blocking.expires_at) > self.now():  # type: ignore[operator]
+            if blocking is None:
                 return None
             blocking_id = blocking.id
-        outcome = self._recover_one(blocking_id)
-        if outcome != "awaiting_card":
+            data = blocking.data or {}
+            expired = utc(blocking.expires_at) <= self.now()  # type: ignore[operator]
+            unresolved = bool(data.get("commit_started")) and not data.get("card_present", True)
+        if expired and not unresolved:
+            unresolved = self._recover_one(blocking_id) == "awaiting_card"
+        if not unresolved:
             return None
         with self._tx() as session:
             proc = self._load(session, blocking_id)
@@ -455,6 +460,10 @@ class Engine:
                     except _Fail as fail:
                         server_step = "!fail:" + fail.code
                         outcome = None
+                    if outcome is not None and "commit_sent" in outcome.checkpoints and not data.get("commit_started"):
+                        # durably recorded before the COMMIT leaves the server (the reply is sent after our commit)
+                        self._journal(session, proc, "commit", StepPhase.INTENT)
+                        self._set_data(proc, commit_started=True)
                     if outcome is not None and not outcome.finished:
                         conv = dict(proc.conversation or {})
                         conv["pending"] = [r.digest for r in outcome.requests]
@@ -521,9 +530,6 @@ class Engine:
                 params["sign_certificate"] = data.get("new_sign_certificate")
             elif step == "set_pin":
                 params["pin_kind"] = proc.target
-            if step == "commit":
-                self._journal(session, proc, "commit", StepPhase.INTENT)
-                self._set_data(proc, commit_started=True)
         proc.conversation = {
             "step": step,
             "script": script,
