@@ -31,7 +31,7 @@ def register(ca_subparsers: argparse._SubParsersAction, bench: argparse._SubPars
     ocsp.add_argument("--duration", type=float, default=5.0, help="seconds of load per responder")
     ocsp.add_argument("--connections", type=int, default=16)
     ocsp.add_argument("--certificates", type=int, default=200)
-    ocsp.add_argument("--workers", type=int, default=1, help="processes for each responder (openssl -multi)")
+    ocsp.add_argument("--workers", type=int, default=1, help="processes of our server (openssl ocsp runs as one)")
     ocsp.add_argument("--client", choices=["auto", "wrk", "python"], default="auto")
     ocsp.set_defaults(handler=_bench_ocsp)
 

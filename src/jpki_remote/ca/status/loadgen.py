@@ -45,7 +45,7 @@ async def _worker(
             writer.write(request)
             head = await reader.readuntil(b"\r\n\r\n")  # type: ignore[union-attr]
             length = 0
-            close = False
+            close = head.startswith(b"HTTP/1.0") and b"keep-alive" not in head.lower()
             for line in head.split(b"\r\n")[1:]:
                 name, _, value = line.partition(b":")
                 name = name.strip().lower()

@@ -120,6 +120,8 @@ class OcspResponder:
         self._signers: dict[AuthorityKind, OcspSigner] = {}
         self._lock = threading.Lock()
         self._issuers_loaded_at = 0.0
+        # request bytes -> cache key, for requests that map to a precomputed response (never nonce requests)
+        self._by_request: dict[bytes, tuple[tuple[AuthorityKind, str, int], float]] = {}
         self.reload_issuers()
 
     # --- issuers -------------------------------------------------------------------------------------------------
@@ -157,6 +159,14 @@ class OcspResponder:
 
     def answer_from_memory(self, der: bytes) -> OcspAnswer | None:
         """Answer without I/O if possible (malformed, foreign issuer, cached precomputed response), else None."""
+        seen = self._by_request.get(der)  # the same request bytes again (relying parties repeat them): no parse
+        if seen is not None:
+            key, expires = seen
+            if expires > time.monotonic():
+                cached = self.cache.get(key)
+                if cached is not None:
+                    return cached
+            self._by_request.pop(der, None)
         try:
             request = parse_ocsp_request(der)
         except MalformedRequest:
@@ -165,7 +175,14 @@ class OcspResponder:
         if identity is None:
             return None if self._may_reload() else UNAUTHORIZED
         key = self._precomputed_key(identity, request)
-        return self.cache.get(key) if key is not None else None
+        if key is None:
+            return None
+        answer = self.cache.get(key)
+        if answer is not None:
+            if len(self._by_request) >= self.cache.max_entries:
+                self._by_request.pop(next(iter(self._by_request)), None)
+            self._by_request[der] = (key, time.monotonic() + self.cache.ttl)
+        return answer
 
     def answer(self, der: bytes) -> OcspAnswer:
         """The full path: may read the database and sign. Never raises for bad input."""
