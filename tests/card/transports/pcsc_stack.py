@@ -9,6 +9,10 @@ configuration is our own directory (``pcscd -c``) naming vpcd's driver with ``DE
 opens that port and the next one (its second slot). Nothing is left running: the daemon gets SIGTERM from
 :meth:`PcscStack.stop`, from an ``atexit`` hook, and (parent-death signal) if the test process dies.
 
+Where mount namespaces are not allowed (an unprivileged container), and only as root with no other pcscd running, the
+daemon runs directly on the system path ``/run/pcscd`` instead, serialised across processes by a lock file
+(:data:`SYSTEM_LOCK`); ``JPKI_PCSC_NAMESPACE=0`` forces that mode.
+
 libpcsclite reads ``PCSCLITE_CSOCK_NAME`` once per process, so a test process uses ONE stack:
 :func:`acquire_shared_stack` / :func:`release_shared_stack` hand out a reference-counted process-wide instance (the
 ``pcsc_stack`` fixture in :mod:`.fixtures` uses them; import that fixture into any test package that needs PC/SC).
@@ -36,6 +40,9 @@ READER_NAME = "Virtual PCD"
 SOCKET_ENV = "PCSCLITE_CSOCK_NAME"
 _PR_SET_PDEATHSIG = 1
 
+SYSTEM_RUN_DIR = Path("/run/pcscd")
+SYSTEM_LOCK = Path("/run/lock/jpki-remote-test-pcscd.lock")
+
 _NAMESPACE_SCRIPT = (
     'set -e; mount -t tmpfs -o mode=0755 tmpfs /run; mkdir /run/pcscd; mount --bind "$1" /run/pcscd; '
     'shift; exec "$@"'
@@ -56,6 +63,39 @@ def missing_requirements() -> list[str]:
     if not VPCD_DRIVER.exists():
         missing.append(f"vsmartcard-vpcd ({VPCD_DRIVER})")
     return missing
+
+
+def _unshare_command() -> list[str]:
+    command = ["unshare", "--mount", "--propagation", "private"]
+    if os.geteuid() != 0:
+        command[1:1] = ["--user", "--map-root-user"]
+    return command
+
+
+def namespaces_work() -> bool:
+    """Can we give pcscd a private mount namespace here (and mount a tmpfs in it)?"""
+    if os.environ.get("JPKI_PCSC_NAMESPACE", "1") == "0":
+        return False
+    probe = [*_unshare_command(), "sh", "-c", "mount -t tmpfs tmpfs /run"]
+    try:
+        return subprocess.run(probe, capture_output=True, timeout=20).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def _system_pcscd_running() -> bool:
+    pid_file = SYSTEM_RUN_DIR / "pcscd.pid"
+    try:
+        pid = int(pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return (SYSTEM_RUN_DIR / "pcscd.comm").exists()
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def free_port_pair() -> int:
@@ -100,6 +140,8 @@ class PcscStack:
         self.conf_dir = workdir / "reader.conf.d"
         self.log_path = workdir / "pcscd.log"
         self.port = 0
+        self.private = True  # pcscd in its own mount namespace (False: on /run/pcscd, see module docstring)
+        self._system_lock: int | None = None
         self.process: subprocess.Popen[bytes] | None = None
         self._log_file = None
         self._saved_env: str | None = None
@@ -132,6 +174,8 @@ class PcscStack:
             raise StackUnavailable(f"{SOCKET_ENV} is already {current}; one PC/SC stack per test process")
         if self.process is not None:
             raise RuntimeError("pcscd is already running")
+        if not namespaces_work():
+            self._use_system_run_dir()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.conf_dir.mkdir(parents=True, exist_ok=True)
         for stale in ("pcscd.comm", "pcscd.pid"):
@@ -153,14 +197,40 @@ class PcscStack:
                 return self
             last_error = self.log()[-2000:]
             self._terminate()
+        self.stop()  # releases the system lock in the fallback mode
         raise StackUnavailable(f"pcscd with vpcd did not come up; its log:\n{last_error}")
 
-    def _spawn(self) -> None:
-        namespaces = ["unshare", "--mount", "--propagation", "private"]
+    def _use_system_run_dir(self) -> None:
+        """Fallback without namespaces: root only, no other pcscd, one test process at a time (blocking lock)."""
+        import fcntl
+
         if os.geteuid() != 0:
-            namespaces[1:1] = ["--user", "--map-root-user"]
-        command = [*namespaces, "sh", "-c", _NAMESPACE_SCRIPT, "pcscd-ns", str(self.run_dir),
-                   "pcscd", "--foreground", "--info", "--config", str(self.conf_dir)]
+            raise StackUnavailable("no mount namespaces here and not root: cannot run a private pcscd")
+        SYSTEM_LOCK.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(SYSTEM_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+        deadline = time.monotonic() + 600
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    os.close(fd)
+                    raise StackUnavailable(f"another test process holds {SYSTEM_LOCK} for 10 minutes") from None
+                time.sleep(0.5)
+        if _system_pcscd_running():
+            os.close(fd)
+            raise StackUnavailable("no mount namespaces here and a system pcscd is running: stop it for the tests")
+        self._system_lock = fd
+        self.private = False
+        self.run_dir = SYSTEM_RUN_DIR
+
+    def _spawn(self) -> None:
+        daemon = ["pcscd", "--foreground", "--info", "--config", str(self.conf_dir)]
+        if self.private:
+            command = [*_unshare_command(), "sh", "-c", _NAMESPACE_SCRIPT, "pcscd-ns", str(self.run_dir), *daemon]
+        else:
+            command = daemon
         self._log_file = self.log_path.open("ab")
         self.process = subprocess.Popen(
             command, stdin=subprocess.DEVNULL, stdout=self._log_file, stderr=subprocess.STDOUT,
@@ -198,6 +268,9 @@ class PcscStack:
         self._terminate()
         with contextlib.suppress(ValueError):
             atexit.unregister(self.stop)
+        if self._system_lock is not None:
+            os.close(self._system_lock)  # releases the lock
+            self._system_lock = None
 
     def restart(self, timeout: float = 15.0) -> None:
         """Stop and start pcscd on the same socket and ports (as after a crash or an update of pcsc-lite)."""
