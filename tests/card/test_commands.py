@@ -253,3 +253,14 @@ def test_insert_stops_cleanly_on_sigterm_while_waiting_for_vpcd(data_dir: Path, 
         process.wait(5)
     assert process.returncode == 0
     assert not any("in the reader" in line for line in output.seen)
+
+
+def test_no_pcsc_service(tmp_path: Path) -> None:
+    """Without pcscd the PC/SC commands say so (a subprocess: libpcsclite reads its socket path once per process)."""
+    env = {**os.environ, "PCSCLITE_CSOCK_NAME": str(tmp_path / "no-pcscd.comm")}
+    for argv in (["card", "readers"], ["card", "apdu", "--reader", "ACS", "00A4040C"]):
+        result = subprocess.run([sys.executable, "-m", "jpki_remote", *argv], env=env, cwd=REPO, capture_output=True,
+                                text=True, timeout=60)
+        assert result.returncode == 1
+        assert "the PC/SC service (pcscd) is not running" in result.stderr
+        assert "Traceback" not in result.stderr

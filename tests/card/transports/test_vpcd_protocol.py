@@ -12,8 +12,11 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from jpki_remote.card.transports import VpcdCardServer
+from jpki_remote.card.transports.vpcd import CTRL_GET_ATR
 
 from .doubles import ATR, RecordingCard
 
@@ -172,3 +175,41 @@ def test_stop_pulls_the_card(card: RecordingCard, vpcd: FakeVpcd) -> None:
 def test_invalid_port() -> None:
     with pytest.raises(ValueError, match="port"):
         VpcdCardServer(RecordingCard(), port=0)
+
+
+@pytest.fixture(scope="module")
+def real_card(key_pool: list, face_photo: bytes) -> object:  # type: ignore[type-arg]
+    """A real personalised VirtualCard in memory (the factory's throw-away test CA is enough here)."""
+    import itertools
+
+    from jpki_remote.card.factory import create_card, test_holder
+
+    from .cards import MASTER_KEY, PINS
+
+    keys = itertools.cycle(key_pool)
+    return create_card(test_holder(face_photo), issuer_master_key=MASTER_KEY, pins=PINS, keygen=lambda: next(keys)).card
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(frames=st.lists(st.binary(min_size=1, max_size=300), min_size=1, max_size=12))
+def test_random_frames_never_break_the_server(real_card: object, frames: list[bytes]) -> None:
+    """Whatever vpcd sends, every APDU frame gets a response with a status word and the connection stays up."""
+    peer = FakeVpcd()
+    try:
+        server = VpcdCardServer(real_card, port=peer.port, retry_interval=0.05)  # type: ignore[arg-type]
+        server.start()
+        peer.accept()
+        for frame in frames:
+            if len(frame) == 1:
+                if frame[0] == CTRL_GET_ATR:
+                    assert peer.exchange(frame) == ATR
+                else:
+                    peer.send(frame)  # control codes get no answer
+                continue
+            response = peer.exchange(frame)
+            assert 2 <= len(response) <= 0xFFFF
+        assert peer.exchange(bytes([CTRL_GET_ATR])) == ATR
+        assert server.connections == 1 and server.connected
+    finally:
+        server.stop()
+        peer.close()
