@@ -109,8 +109,11 @@ def test_crl_content_lint_and_numbering(status_env: StatusEnv) -> None:
     status_env.ca.revoke(AUTH, another.serial, "superseded")
     again = publish_shard(db, keys, settings, AUTH, 3)
     assert again is not None and again.crl_number == 2 and again.entries == 3
+    status_env.ca.revoke(AUTH, another.serial, "keyCompromise")  # escalated: same time, new reason
+    escalated = publish_shard(db, keys, settings, AUTH, 3)
+    assert escalated is not None and escalated.crl_number == 3
     forced = publish_shard(db, keys, settings, AUTH, 3, force=True)
-    assert forced is not None and forced.crl_number == 3
+    assert forced is not None and forced.crl_number == 4
 
 
 def test_empty_shard_crl_has_no_revoked_list_and_lints(status_env: StatusEnv) -> None:

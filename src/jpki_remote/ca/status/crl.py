@@ -105,27 +105,29 @@ class CrlIssuer:
 
 
 def shard_fingerprint(db: Database, kind: AuthorityKind, shard: int, now: datetime) -> str:
-    """``count:latest revocation`` of the entries the shard's CRL would hold now (unexpired revocations).
+    """``count:latest revocation:sum of reasons`` of the entries the shard's CRL would hold now (unexpired).
 
     It changes when a certificate of the shard is revoked, released from hold, or expires off the list; the
     publisher computes the same value while it streams the entries.
     """
     revoked, _, where = _sql_parts(db)
-    sql = f"SELECT count(*), max({revoked}) FROM ca_certificates WHERE {where}"  # noqa: S608 - constants only
+    columns = f"count(*), max({revoked}), coalesce(sum(revocation_reason), 0)"
+    sql = f"SELECT {columns} FROM ca_certificates WHERE {where}"  # noqa: S608 - constants only
     connection = db.engine.raw_connection()
     try:
         cursor = connection.cursor()
         cursor.execute(sql, (kind.name, shard, CertificateState.REVOKED.name, _bind_time(db, now)))
-        count, latest = cursor.fetchone()
+        count, latest, reasons = cursor.fetchone()
         cursor.close()
         connection.commit()
     finally:
         connection.close()
-    return _fingerprint(count, latest)
+    return _fingerprint(count, latest, int(reasons))
 
 
-def _fingerprint(count: int, latest: str | None) -> str:
-    return f"{count}:{latest or '-'}"
+def _fingerprint(count: int, latest: str | None, reasons: int) -> str:
+    """Changes on a new or released revocation, an entry expiring, or a reason change (e.g. to keyCompromise)."""
+    return f"{count}:{latest or '-'}:{reasons}"
 
 
 def publish_shard(
@@ -281,6 +283,7 @@ def _revoked_entries(
     fallback_time = now.strftime("%Y%m%d%H%M%S")
     plain_shape_seen = False
     latest = ""
+    reason_sum = 0
     connection = db.engine.raw_connection()
     try:
         cursor = connection.cursor(name="crl_rows") if db.is_postgresql else connection.cursor()
@@ -307,6 +310,8 @@ def _revoked_entries(
                     body = b"\x02%c%b\x17\x0d%bZ" % (len(serial), serial, stamp[2:])
                 else:
                     body = b"\x02%c%b\x18\x0f%bZ" % (len(serial), serial, stamp)
+                if reason:
+                    reason_sum += reason
                 if reason or invalidity is not None:
                     ext = reasons.get(reason, b"") if reason else b""
                     if invalidity is not None:
@@ -325,7 +330,7 @@ def _revoked_entries(
         connection.commit()
     finally:
         connection.close()
-    return entries, shapes, _fingerprint(len(entries), latest or None)
+    return entries, shapes, _fingerprint(len(entries), latest or None, reason_sum)
 
 
 def _bind_time(db: Database, moment: datetime) -> object:
