@@ -84,6 +84,11 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     session_idle_seconds: int = 180
+    # Admin API bearer token; empty: a random one is generated into <data_dir>/admin-token (0600).
+    admin_token: str = ""
+    # Idle minutes after which an unfinished procedure is recovered (finished or rolled back).
+    procedure_idle_minutes: int = 15
+    max_request_bytes: int = 8_000_000
 
     @property
     def effective_database_url(self) -> str:

@@ -177,3 +177,55 @@ def drive(
             body["new_pin"] = new_pin
         reply = call(body)
     raise AgentError("too many exchange rounds")
+
+
+class ConsolePinPad:
+    """PIN entry on the agent's own console (no echo). A kiosk replaces it with its keypad / local page."""
+
+    def pin(self, kind: str) -> str | None:
+        import getpass
+
+        value = getpass.getpass(f"{kind}: ")
+        return value or None
+
+    def new_pin(self, kind: str) -> str | None:
+        import getpass
+
+        first = getpass.getpass(f"new {kind}: ")
+        if first and first == getpass.getpass(f"new {kind} again: "):
+            return first
+        return None
+
+    def retry(self, message: dict[str, Any] | None) -> bool:
+        answer = input(f"{(message or {}).get('ja', '')} {(message or {}).get('en', '')} retry? [y/N] ")
+        return answer.strip().lower() in ("y", "yes")
+
+
+def run_loop(
+    client: Any, transmit: Callable[[bytes], bytes], pinpad: PinPad, *, stop: Any, poll_seconds: float = 1.0
+) -> None:
+    """Serve this terminal until ``stop`` (a threading.Event) is set: pick up the procedure its page started and
+    relay the card for it. ``client`` is a :class:`jpki_remote.terminal.client.ServerClient`."""
+    from jpki_remote.card.transports.base import CardRemovedError, NoCardError
+
+    core = AgentCore(transmit, pinpad)
+    client.authenticate()
+    while not stop.is_set():
+        try:
+            active = client.active_procedure()
+            if active is None:
+                stop.wait(poll_seconds)
+                continue
+            procedure_id = active["id"]
+            reply = client.exchange(procedure_id, {"seq": None, "responses": []})
+            reply = drive(lambda body, pid=procedure_id: client.exchange(pid, body), core, reply)
+            if reply["exchange"]["status"] in ("wait", "retry"):
+                stop.wait(poll_seconds)
+        except (CardRemovedError, NoCardError):
+            log.info("card removed")
+            if "procedure_id" in locals():
+                client.exchange(procedure_id, {"seq": None, "responses": [], "event": "card_removed"})
+            stop.wait(poll_seconds)
+        except AgentError as exc:
+            log.warning("agent: %s", exc)
+            stop.wait(poll_seconds)

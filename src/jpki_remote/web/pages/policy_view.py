@@ -92,8 +92,9 @@ def policy_table(policy: Policy | None = None) -> PolicyTable:
         out.append(Row(kind, target, pj, pe, tj, te, cells))
     return PolicyTable(
         version=policy.version,
-        channels=[{"code": c.value, "ja": CHANNEL_LABELS[c.value][0], "en": CHANNEL_LABELS[c.value][1]}
-                  for c in Channel],
+        channels=[
+            {"code": c.value, "ja": CHANNEL_LABELS[c.value][0], "en": CHANNEL_LABELS[c.value][1]} for c in Channel
+        ],
         rows=out,
         proofs=[proof(code) for code in proof_text],
         months_before_expiry=policy.months_before_expiry,
@@ -111,8 +112,10 @@ def as_json(table: PolicyTable) -> dict[str, Any]:
             {
                 "procedure": r.procedure,
                 "target": r.target,
-                "cells": {ch: {"allowed": c.allowed, "proofs": [[p["code"] for p in g] for g in c.groups]}
-                          for ch, c in r.cells.items()},
+                "cells": {
+                    ch: {"allowed": c.allowed, "proofs": [[p["code"] for p in g] for g in c.groups]}
+                    for ch, c in r.cells.items()
+                },
             }
             for r in table.rows
         ],

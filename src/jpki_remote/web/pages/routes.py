@@ -95,8 +95,12 @@ def kiosk(request: Request, agent: str | None = None) -> HTMLResponse:
     """The kiosk screen. The terminal agent opens it as ``/kiosk?agent=http://127.0.0.1:PORT#link=CODE``: the
     one-time browser-link code travels in the fragment, which the browser never sends to any server or log."""
     url = loopback_agent_url(agent)
-    config = {"channel": "kiosk", "idle_warn": KIOSK_IDLE_WARN, "idle_wipe": KIOSK_IDLE_WIPE,
-              **policy_view.holder_options("kiosk")}
+    config = {
+        "channel": "kiosk",
+        "idle_warn": KIOSK_IDLE_WARN,
+        "idle_wipe": KIOSK_IDLE_WIPE,
+        **policy_view.holder_options("kiosk"),
+    }
     return _render(request, "holder.html", agent=url, page="kiosk", config=config)
 
 
@@ -104,8 +108,12 @@ def kiosk(request: Request, agent: str | None = None) -> HTMLResponse:
 def portal(request: Request, agent: str | None = None) -> HTMLResponse:
     """The online portal (the holder's PC or phone with the local agent); same flows, responsive layout."""
     url = loopback_agent_url(agent)
-    config = {"channel": "online", "idle_warn": PORTAL_IDLE_WARN, "idle_wipe": PORTAL_IDLE_WIPE,
-              **policy_view.holder_options("online")}
+    config = {
+        "channel": "online",
+        "idle_warn": PORTAL_IDLE_WARN,
+        "idle_wipe": PORTAL_IDLE_WIPE,
+        **policy_view.holder_options("online"),
+    }
     return _render(request, "holder.html", agent=url, page="portal", config=config)
 
 

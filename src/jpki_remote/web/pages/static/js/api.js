@@ -4,21 +4,21 @@
 (function () {
   const base = (window.JPKI && window.JPKI.config.api) || "/api/v1";
   const TOKEN_KEY = "jpki.browserSession";  // the terminal-bound browser session (never a PIN or a code)
+  const ADMIN_KEY = "jpki.adminToken";  // admin pages only, in sessionStorage: gone when the tab closes
+  const isAdminPage = document.documentElement.classList.contains("page-admin");
 
   const PATHS = {
     redeemLink: () => "/terminals/browser-session",
-    currentSession: () => "/terminals/browser-session",
-    endSession: () => "/terminals/browser-session",
+    currentProcedure: () => "/terminals/procedure",
+    endSession: () => "/terminals/session",
     procedures: () => "/procedures",
     procedure: (id) => "/procedures/" + encodeURIComponent(id),
-    requestCode: (id) => "/procedures/" + encodeURIComponent(id) + "/code",
+    requestCode: (id) => "/procedures/" + encodeURIComponent(id) + "/code/request",
     verifyCode: (id) => "/procedures/" + encodeURIComponent(id) + "/code/verify",
     face: (id) => "/procedures/" + encodeURIComponent(id) + "/face",
     cancel: (id) => "/procedures/" + encodeURIComponent(id) + "/cancel",
-    staffCheck: (id) => "/procedures/" + encodeURIComponent(id) + "/staff-check",
-    staffLogin: () => "/staff/login",
-    staffLogout: () => "/staff/logout",
-    staffMe: () => "/staff/me",
+    counterStart: () => "/counter/procedures",
+    staffCheck: (id) => "/counter/procedures/" + encodeURIComponent(id) + "/staff-check",
     residents: () => "/registry/residents",
     resident: (id) => "/registry/residents/" + encodeURIComponent(id),
     cards: () => "/registry/cards",
@@ -26,9 +26,8 @@
     unlock: (id) => "/registry/cards/" + encodeURIComponent(id) + "/unlock",
     issuance: () => "/counter/issuance",
     issuanceStep: (id) => "/counter/issuance/" + encodeURIComponent(id),
-    auditEvents: () => "/audit/events",
-    auditProof: (seq) => "/audit/events/" + encodeURIComponent(seq) + "/proof",
-    auditHead: () => "/audit/head",
+    auditEvents: () => "/admin/audit",
+    auditProof: (seq) => "/admin/audit/" + encodeURIComponent(seq) + "/proof",
   };
 
   class ApiError extends Error {
@@ -72,7 +71,18 @@
   }
 
   function storedToken() {
-    try { return localStorage.getItem(TOKEN_KEY); } catch (e) { return null; }
+    try {
+      return isAdminPage ? sessionStorage.getItem(ADMIN_KEY) : localStorage.getItem(TOKEN_KEY);
+    } catch (e) { return null; }
+  }
+
+  function blobToBase64(blob) {
+    return new Promise((resolve, reject) => {
+      const reader = new FileReader();
+      reader.onload = () => resolve(String(reader.result).split(",", 2)[1] || "");
+      reader.onerror = () => reject(reader.error);
+      reader.readAsDataURL(blob);
+    });
   }
 
   async function request(method, path, { json, form, signal } = {}) {
@@ -115,19 +125,25 @@
       if (data && data.token) api.setToken(data.token);
       return data;
     },
-    currentSession: () => request("GET", PATHS.currentSession()),
+    setAdminToken(token) {
+      try { if (token) sessionStorage.setItem(ADMIN_KEY, token); else sessionStorage.removeItem(ADMIN_KEY); } catch (e) { /* ignore */ }
+    },
+    hasAdminToken: () => { try { return Boolean(sessionStorage.getItem(ADMIN_KEY)); } catch (e) { return false; } },
+    /** The procedure this terminal is running ({procedure: view | null}); also proves the session is valid. */
+    currentProcedure: () => request("GET", PATHS.currentProcedure()),
     endSession: () => request("DELETE", PATHS.endSession()),
+    /** body: {kind, target, card_id, known_pin?} — the channel follows from the terminal's kind. */
     start: (body) => request("POST", PATHS.procedures(), { json: body }),
     view: (id) => request("GET", PATHS.procedure(id)),
     requestCode: (id) => request("POST", PATHS.requestCode(id), { json: {} }),
     verifyCode: (id, code) => request("POST", PATHS.verifyCode(id), { json: { code } }),
-    submitFace(id, blobs) {
-      const form = new FormData();
-      blobs.forEach((blob, index) => form.append("frames", blob, "frame-" + String(index).padStart(3, "0") + ".jpg"));
-      return request("POST", PATHS.face(id), { form });
+    async submitFace(id, blobs) {
+      const frames = await Promise.all(blobs.map(blobToBase64));  // JPEG frames, in capture order
+      return request("POST", PATHS.face(id), { json: { frames } });
     },
     cancel: (id) => request("POST", PATHS.cancel(id), { json: {} }),
-    staffCheck: (id, documents) => request("POST", PATHS.staffCheck(id), { json: { documents } }),
+    counterStart: (body) => request("POST", PATHS.counterStart(), { json: body }),
+    staffCheck: (id, staffId, documents) => request("POST", PATHS.staffCheck(id), { json: { staff_id: staffId, documents } }),
   };
   window.JPKI = Object.assign(window.JPKI || {}, { api });
 })();

@@ -7,33 +7,30 @@
   const $ = (id) => document.getElementById(id);
   const PAGE = 50;
   let head = null;
-  let oldest = null;
 
   function pick(event, ...names) {
     for (const name of names) if (event[name] !== undefined && event[name] !== null) return event[name];
     return "";
   }
 
-  async function loadHead() {
+  function showHead(size, signedHead) {
     const list = $("tree-head");
-    try {
-      head = await api.request("GET", api.PATHS.auditHead());
-      list.textContent = "";
-      const add = (ja, en, value, mono) => {
-        const dt = document.createElement("dt");
-        setBilingual(dt, ja, en);
-        const dd = document.createElement("dd");
-        dd.textContent = value;
-        if (mono) dd.className = "mono";
-        list.append(dt, dd);
-      };
-      const sth = head.signed_head || head;
-      add("記録数", "tree size", String(sth.tree_size));
-      add("署名日時", "signed at", J.formatTime(new Date(Number(sth.timestamp_ms)).toISOString()));
-      add("根ハッシュ", "root hash", sth.root_hash, true);
-      add("鍵ID", "key id", sth.key_id || "", true);
-    } catch (e) {
-      setBilingual(list, e.ja || "読み込めませんでした。", e.en || "");
+    list.textContent = "";
+    const add = (ja, en, value, mono) => {
+      const dt = document.createElement("dt");
+      setBilingual(dt, ja, en);
+      const dd = document.createElement("dd");
+      dd.textContent = value;
+      if (mono) dd.className = "mono";
+      list.append(dt, dd);
+    };
+    add("記録数", "events in the log", String(size));
+    if (signedHead) {
+      head = signedHead;
+      add("署名付きツリーヘッドの大きさ", "signed tree head size", String(signedHead.tree_size));
+      add("署名日時", "signed at", J.formatTime(new Date(Number(signedHead.timestamp_ms)).toISOString()));
+      add("根ハッシュ", "root hash", signedHead.root_hash, true);
+      add("鍵ID", "key id", signedHead.key_id || "", true);
     }
   }
 
@@ -78,7 +75,8 @@
     result.textContent = "…";
     try {
       const proof = await api.request("GET", api.PATHS.auditProof(seq));
-      const publicKey = (proof.signed_head && proof.signed_head.public_key) || (head && (head.public_key || (head.signed_head && head.signed_head.public_key)));
+      const publicKey = (proof.signed_head && proof.signed_head.public_key) || (head && head.public_key) || null;
+      if (proof.signed_head && (!head || proof.signed_head.tree_size >= head.tree_size)) showHead(size, proof.signed_head);
       const report = await merkle.verifyInclusion(proof, { publicKeyHex: publicKey || null });
       result.textContent = "";
       const badge = document.createElement("span");
@@ -103,22 +101,37 @@
     }
   }
 
-  async function load(reset) {
+  let size = 0;
+  let next = null;  // the first seq of the page shown last (we page backwards: newest first)
+
+  async function fetchPage(first, count) {
+    const params = new URLSearchParams({ start: String(first), limit: String(count) });
     const form = $("audit-filter");
-    const params = new URLSearchParams();
-    params.set("limit", String(PAGE));
     ["procedure_id", "event_type"].forEach((name) => { const v = form.elements[name].value.trim(); if (v) params.set(name, v); });
-    if (!reset && oldest !== null) params.set("before", String(oldest));
+    return api.request("GET", api.PATHS.auditEvents() + "?" + params.toString());
+  }
+
+  async function load(reset) {
+    if (!api.hasAdminToken()) { $("admin-login").hidden = false; $("admin-token").focus(); return; }
     const body = $("audit-table").tBodies[0];
-    if (reset) { body.textContent = ""; oldest = null; }
     try {
-      const data = await api.request("GET", api.PATHS.auditEvents() + "?" + params.toString());
-      const events = Array.isArray(data) ? data : data.events || [];
-      events.forEach((event) => body.appendChild(row(event)));
-      if (events.length) oldest = Math.min(...events.map((e) => Number(e.seq)));
-      $("audit-more").hidden = events.length < PAGE || oldest === 0;
-      setBilingual($("audit-status"), body.rows.length + " 件を表示", body.rows.length + " event(s) shown");
+      if (reset) {
+        body.textContent = "";
+        size = Number((await fetchPage(0, 1)).size || 0);
+        next = size;
+        showHead(size, head);
+      }
+      const first = Math.max(0, next - PAGE);
+      const data = next > 0 ? await fetchPage(first, next - first) : { events: [] };
+      const filters = ["procedure_id", "event_type"].map((n) => [n, $("audit-filter").elements[n].value.trim()]);
+      const events = (data.events || []).filter((e) => filters.every(([n, v]) => !v
+        || String(n === "event_type" ? e.event_type : e.procedure_id || "").includes(v)));
+      events.sort((a, b) => Number(b.seq) - Number(a.seq)).forEach((event) => body.appendChild(row(event)));
+      next = first;
+      $("audit-more").hidden = next <= 0;
+      setBilingual($("audit-status"), body.rows.length + " 件を表示（全 " + size + " 件）", body.rows.length + " of " + size + " event(s) shown");
     } catch (e) {
+      if (e.status === 401) { api.setAdminToken(null); $("admin-login").hidden = false; }
       setBilingual($("audit-status"), e.ja || "読み込めませんでした。", e.en || "");
     }
   }
@@ -126,7 +139,13 @@
   document.addEventListener("DOMContentLoaded", () => {
     $("audit-filter").addEventListener("submit", (event) => { event.preventDefault(); load(true); });
     $("audit-more").addEventListener("click", () => load(false));
-    loadHead();
+    $("admin-login").addEventListener("submit", (event) => {
+      event.preventDefault();
+      api.setAdminToken($("admin-token").value.trim());
+      $("admin-token").value = "";
+      $("admin-login").hidden = true;
+      load(true);
+    });
     load(true);
   });
 })();

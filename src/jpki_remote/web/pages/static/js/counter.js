@@ -32,14 +32,29 @@
     $("logout").hidden = true;
     $("login-user").focus();
   }
-  function showWork(me) {
+  // The screen is bound to this counter's terminal (browser link from its agent, like the kiosk); the member of
+  // staff then signs each action with their staff id, which the API records with the ID documents checked.
+  let staffId = null;
+  function showWork(id) {
+    staffId = id;
     $("login").hidden = true;
     $("work").hidden = false;
     $("logout").hidden = false;
-    setBilingual($("staff-badge"), "職員: " + (me.name || me.staff_id || me.username || ""), me.municipality_code || "");
+    setBilingual($("staff-badge"), "職員: " + id, "staff " + id);
   }
   async function checkLogin() {
-    try { showWork(await api.request("GET", api.PATHS.staffMe())); } catch (e) { showLogin(); }
+    const hash = new URLSearchParams(location.hash.replace(/^#/, ""));
+    const link = hash.get("link");
+    if (link) {
+      history.replaceState(null, "", location.pathname + location.search);
+      try { await api.redeemLink(link); } catch (e) { /* reported below */ }
+    }
+    try {
+      await api.currentProcedure();
+    } catch (e) {
+      showError("この画面は窓口端末から開いてください。", "Please open this screen from the counter terminal.");
+    }
+    showLogin();
   }
 
   // ------------------------------------------------------------------------------------------------ tabs
@@ -129,7 +144,7 @@
     const documents = checkedDocuments(form);
     if (!documents.length) { showError("確認した本人確認書類を選んでください。", "Select the ID documents you checked."); return; }
     try {
-      await api.request("POST", api.PATHS.unlock(form.dataset.card), { json: { documents } });
+      await api.request("POST", api.PATHS.unlock(form.dataset.card), { json: { staff_id: staffId, documents } });
       showError(null);
       J.toast("制限を解除しました。 (Limits lifted)");
       form.hidden = true;
@@ -172,6 +187,7 @@
       showError("カードリーダーに新しいカードを置いてください。", "Place the new card on the reader."); return;
     }
     const data = new FormData();
+    data.append("staff_id", staffId);
     data.append("resident_id", resident);
     data.append("card_id", status.card_id);
     documents.forEach((d) => data.append("documents", d));
@@ -198,8 +214,8 @@
       showError("カードリーダーにカードを置いてください。", "Place the card on the reader."); return;
     }
     try {
-      let view = await api.start({ kind, target, channel: "counter", card_id: status.card_id, options: { documents } });
-      view = await api.staffCheck(view.id, documents);
+      let view = await api.counterStart({ kind, target, card_id: status.card_id, staff_id: staffId });
+      view = await api.staffCheck(view.id, staffId, documents);
       startRun(view);
     } catch (e) { apiError(e); }
   }
@@ -298,19 +314,12 @@
       submit: $("pin-submit"), label: $("pin-label") }, onPin);
     $("login-form").addEventListener("submit", async (event) => {
       event.preventDefault();
-      const username = $("login-user").value.trim();
-      const password = $("login-password").value;
-      $("login-password").value = "";
-      try {
-        const me = await api.request("POST", api.PATHS.staffLogin(), { json: { username, password } });
-        showError(null);
-        showWork(me || { username });
-      } catch (e) { showError(e.ja || "ログインできませんでした。", e.en || ""); }
+      const id = $("login-user").value.trim();
+      if (!/^[\w.@-]{1,64}$/.test(id)) { showError("職員IDを入力してください。", "Enter your staff id."); return; }
+      showError(null);
+      showWork(id);
     });
-    $("logout").addEventListener("click", async () => {
-      try { await api.request("POST", api.PATHS.staffLogout(), { json: {} }); } catch (e) { /* ignore */ }
-      showLogin();
-    });
+    $("logout").addEventListener("click", () => { staffId = null; $("login-user").value = ""; showLogin(); });
     document.querySelectorAll('[role="tab"]').forEach((tab) => {
       tab.addEventListener("click", () => selectTab(tab));
       tab.addEventListener("keydown", tabKeys);

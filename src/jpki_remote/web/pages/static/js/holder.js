@@ -198,9 +198,10 @@
   }
 
   async function startProcedure(cardId) {
-    const options = state.knownPin ? { known_pin: state.knownPin } : {};
+    const body = { kind: state.kind, target: state.target, card_id: cardId };
+    if (state.knownPin) body.known_pin = state.knownPin;
     try {
-      const view = await api.start({ kind: state.kind, target: state.target, channel: config.channel, card_id: cardId, options });
+      const view = await api.start(body);
       rememberProcedure(view.id);
       await agent.drive(view.id);
       state.view = view;
@@ -541,29 +542,25 @@
         return;
       }
     }
+    let current = null;
     try {
-      await api.currentSession();
+      current = await api.currentProcedure();  // also checks that this screen's terminal session is valid
     } catch (e) {
       setBilingual($("connect-detail"), "この画面は端末から開いてください。", "Please open this screen from the terminal.");
       return;
     }
     await agentStatus();
-    let saved = null;
-    try { saved = localStorage.getItem(PROCEDURE_KEY); } catch (e) { saved = null; }
-    if (saved) {
-      try {
-        const view = await api.view(saved);
-        if (view.status === "active") {
-          state.procedureId = saved;
-          state.kind = view.kind;
-          state.target = view.target;
-          startPolling();
-          render(view);
-          return;
-        }
-      } catch (e) { /* gone */ }
-      forgetProcedure();
+    // A procedure already running on this terminal (a reload, or the screen reopened) continues where it is.
+    const view = current && current.procedure;
+    if (view && view.status === "active") {
+      rememberProcedure(view.id);
+      state.kind = view.kind;
+      state.target = view.target;
+      startPolling();
+      render(view);
+      return;
     }
+    forgetProcedure();
     show("menu");
   }
 

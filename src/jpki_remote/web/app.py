@@ -1,0 +1,448 @@
+"""The FastAPI application: ``create_app(settings) -> FastAPI``.
+
+JSON API under ``/api/v1`` (OpenAPI at ``/api/v1/openapi.json``, docs at ``/api/v1/docs``):
+
+* terminals — ``POST /terminals/challenge``, ``POST /terminals/session`` (Ed25519 challenge-response → bearer token),
+  ``POST /terminals/browser-link`` (agent) and ``POST /terminals/browser-session`` (the page bound to that terminal),
+  ``DELETE /terminals/session``;
+* procedures — ``POST /procedures`` (the channel follows from the terminal's kind), ``GET /procedures/{id}``,
+  ``POST …/exchange`` and ``POST …/new-pin`` (agent only), ``POST …/face``, ``POST …/code/request``,
+  ``POST …/code/verify``, ``POST …/cancel``;
+* counter (counter terminals) — ``POST /counter/procedures``, ``POST /counter/procedures/{id}/staff-check``,
+  ``POST /counter/registry-events``;
+* admin (bearer admin token) — ``GET /admin/policy``, ``GET /admin/audit``, ``GET /admin/audit/{seq}/proof``,
+  ``POST /admin/recover``.
+
+Other packages' routers are mounted when present: OCSP/CRL (``ca.status``) at ``/ocsp`` and ``/crl``, analytics at
+its own prefix. ``web/pages`` holds the templates and static files of the HTML pages.
+
+Every error is JSON with a stable code and a Japanese and English message; request bodies are capped; a procedure
+is visible only to the terminal that started it, and starting one answers the same for any well-formed card id.
+"""
+
+import base64
+import binascii
+import hmac
+import logging
+import os
+import secrets
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Header, Request
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+from jpki_remote import __version__
+from jpki_remote.config import Settings
+from jpki_remote.procedures.engine import Engine
+from jpki_remote.procedures.ports import Ports
+from jpki_remote.store import Database
+from jpki_remote.terminal import service as terminals
+from jpki_remote.terminal.models import SessionRole, Terminal, TerminalKind
+from jpki_remote.web import schemas
+from jpki_remote.web.errors import ApiError, error_body, install_error_handlers
+
+log = logging.getLogger(__name__)
+PAGES = Path(__file__).with_name("pages")
+API = "/api/v1"
+
+
+@dataclass(frozen=True)
+class Caller:
+    terminal_id: str
+    role: SessionRole
+    kind: TerminalKind
+    municipality_code: str | None
+
+
+class BodyLimit:
+    """Refuses request bodies above ``limit`` bytes with 413 — by Content-Length and while streaming."""
+
+    def __init__(self, app: Callable[..., Awaitable[None]], limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(
+        self, scope: MutableMapping[str, Any], receive: Callable[..., Any], send: Callable[..., Any]
+    ) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+            await JSONResponse(error_body(413), status_code=413)(scope, receive, send)
+            return
+        seen = 0
+
+        async def limited() -> dict[str, Any]:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise ApiError(413)
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except ApiError:
+            await JSONResponse(error_body(413), status_code=413)(scope, receive, send)
+
+
+def admin_token(settings: Settings) -> str:
+    if settings.admin_token:
+        return settings.admin_token
+    path = settings.data_dir / "admin-token"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_urlsafe(32))
+        except FileExistsError:
+            pass
+    return path.read_text().strip()
+
+
+def _b64(value: str) -> bytes:
+    try:
+        return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    except (binascii.Error, ValueError):
+        raise ApiError(422) from None
+
+
+def create_app(
+    settings: Settings,
+    *,
+    db: Database | None = None,
+    ports: Ports | None = None,
+    engine: Engine | None = None,
+    mount_status: bool = True,
+) -> FastAPI:
+    """The whole web application over ``settings`` (or the given database / ports / engine, for tests)."""
+    from datetime import timedelta
+
+    database = db or Database(settings.effective_database_url)
+    state: dict[str, Any] = {"engine": engine}
+
+    def get_engine() -> Engine:
+        if state["engine"] is None:
+            from jpki_remote.procedures.ports import default_ports
+
+            state["engine"] = Engine(
+                database,
+                ports or default_ports(database, settings),
+                idle_timeout=timedelta(minutes=settings.procedure_idle_minutes),
+            )
+        return state["engine"]
+
+    app = FastAPI(
+        title="jpki-remote",
+        version=__version__,
+        description="Non-face-to-face JPKI renewal and PIN reset (電子証明書更新・暗証番号初期化の非対面化).",
+        openapi_url=f"{API}/openapi.json",
+        docs_url=f"{API}/docs",
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.db = database
+    app.state.get_engine = get_engine
+    install_error_handlers(app)
+
+    def caller(authorization: Annotated[str | None, Header()] = None) -> Caller:
+        token = (authorization or "").removeprefix("Bearer ").strip()
+        with database.session() as session:
+            row = terminals.resolve_session(session, token, idle_seconds=settings.session_idle_seconds)
+            if row is None:
+                raise ApiError(401)
+            terminal = session.get(Terminal, row.terminal_id)
+            assert terminal is not None
+            return Caller(row.terminal_id, row.role, terminal.kind, terminal.municipality_code)
+
+    def agent(who: Annotated[Caller, Depends(caller)]) -> Caller:
+        if who.role is not SessionRole.AGENT:
+            raise ApiError(403)
+        return who
+
+    def counter(who: Annotated[Caller, Depends(caller)]) -> Caller:
+        if who.kind is not TerminalKind.COUNTER:
+            raise ApiError(403)
+        return who
+
+    def admin(authorization: Annotated[str | None, Header()] = None) -> None:
+        token = (authorization or "").removeprefix("Bearer ").strip()
+        if not token or not hmac.compare_digest(token.encode(), admin_token(settings).encode()):
+            raise ApiError(401)
+
+    api = APIRouter(prefix=API)
+
+    # ---- terminals ----------------------------------------------------------------------------------------
+    @api.get("/health", tags=["meta"])
+    def health() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    @api.post("/terminals/challenge", tags=["terminals"])
+    def terminal_challenge(body: schemas.ChallengeRequest) -> dict[str, str]:
+        with database.session() as session:
+            nonce = terminals.issue_challenge(session, body.terminal_id)
+        return {"nonce": base64.urlsafe_b64encode(nonce).decode().rstrip("=")}
+
+    @api.post("/terminals/session", tags=["terminals"])
+    def terminal_session(body: schemas.SessionRequest) -> dict[str, str]:
+        try:
+            with database.session() as session:
+                issued = terminals.authenticate(session, body.terminal_id, _b64(body.nonce), _b64(body.signature))
+        except terminals.TerminalAuthError:
+            raise ApiError(401, "terminal_auth_failed") from None
+        return {"token": issued.token, "expires_at": issued.expires_at.isoformat(), "role": issued.role.value}
+
+    @api.post("/terminals/browser-link", tags=["terminals"])
+    def browser_link(who: Annotated[Caller, Depends(agent)], authorization: Annotated[str, Header()]) -> dict:
+        with database.session() as session:
+            row = terminals.resolve_session(session, authorization.removeprefix("Bearer ").strip())
+            assert row is not None
+            code = terminals.create_browser_link(session, row)
+        return {"code": code, "terminal_id": who.terminal_id}
+
+    @api.post("/terminals/browser-session", tags=["terminals"])
+    def browser_session(body: schemas.BrowserSessionRequest) -> dict[str, str]:
+        try:
+            with database.session() as session:
+                issued = terminals.redeem_browser_link(session, body.code)
+        except terminals.TerminalAuthError:
+            raise ApiError(401, "terminal_auth_failed") from None
+        return {"token": issued.token, "expires_at": issued.expires_at.isoformat(), "role": issued.role.value}
+
+    @api.get("/terminals/procedure", tags=["terminals"])
+    def terminal_procedure(who: Annotated[Caller, Depends(caller)]) -> dict:
+        """The procedure this terminal is running (the agent polls it to pick up what the page started)."""
+        from sqlalchemy import select
+
+        from jpki_remote.procedures.models import Procedure, ProcedureStatus
+
+        with database.session() as session:
+            pid = session.scalars(
+                select(Procedure.id)
+                .where(Procedure.terminal_id == who.terminal_id, Procedure.status == ProcedureStatus.ACTIVE)
+                .order_by(Procedure.created_at.desc())
+            ).first()
+        return {"procedure": None if pid is None else get_engine().view(pid, who.terminal_id)}
+
+    @api.delete("/terminals/session", tags=["terminals"])
+    def end_session(_who: Annotated[Caller, Depends(caller)], authorization: Annotated[str, Header()]) -> dict:
+        with database.session() as session:
+            terminals.end_session(session, authorization.removeprefix("Bearer ").strip())
+        return {"status": "ended"}
+
+    # ---- procedures ----------------------------------------------------------------------------------------
+    channel_of = {TerminalKind.KIOSK: "kiosk", TerminalKind.APP: "online", TerminalKind.COUNTER: "counter"}
+
+    @api.post("/procedures", status_code=201, tags=["procedures"])
+    def start(body: schemas.StartRequest, who: Annotated[Caller, Depends(caller)]) -> dict:
+        return get_engine().start(
+            kind=body.kind,
+            target=body.target,
+            channel=channel_of[who.kind],
+            card_id=body.card_id,
+            terminal_id=who.terminal_id,
+            terminal_kind=who.kind.value,
+            options={"known_pin": body.known_pin} if body.known_pin else None,
+        )
+
+    @api.get("/procedures/{procedure_id}", tags=["procedures"])
+    def status(procedure_id: str, who: Annotated[Caller, Depends(caller)]) -> dict:
+        return get_engine().view(procedure_id, who.terminal_id)
+
+    def _exchange(procedure_id: str, body: schemas.ExchangeRequest, who: Caller, new_pin: str | None) -> dict:
+        try:
+            responses = [bytes.fromhex(r) for r in body.responses]
+        except ValueError:
+            raise ApiError(422) from None
+        return get_engine().exchange(
+            procedure_id, who.terminal_id, seq=body.seq, responses=responses, new_pin=new_pin, event=body.event
+        )
+
+    @api.post("/procedures/{procedure_id}/exchange", tags=["procedures"])
+    def exchange(procedure_id: str, body: schemas.ExchangeRequest, who: Annotated[Caller, Depends(agent)]) -> dict:
+        return _exchange(procedure_id, body, who, None)
+
+    @api.post("/procedures/{procedure_id}/new-pin", tags=["procedures"])
+    def new_pin(procedure_id: str, body: schemas.NewPinRequest, who: Annotated[Caller, Depends(agent)]) -> dict:
+        """Exchange carrying the holder's new PIN (reset): used in memory to build the secure-messaging command."""
+        pin = body.new_pin
+        try:
+            return _exchange(procedure_id, body, who, pin)
+        finally:
+            del pin
+
+    @api.post("/procedures/{procedure_id}/face", tags=["procedures"])
+    def face(procedure_id: str, body: schemas.FaceRequest, who: Annotated[Caller, Depends(caller)]) -> dict:
+        frames = [base64.b64decode(f.split(",", 1)[-1], validate=False) for f in body.frames]
+        if any(len(f) > settings.max_request_bytes for f in frames):
+            raise ApiError(413)
+        try:
+            return get_engine().submit_face(procedure_id, who.terminal_id, frames)
+        finally:
+            frames.clear()  # the images are not kept beyond the comparison
+
+    @api.post("/procedures/{procedure_id}/code/request", tags=["procedures"])
+    def code_request(procedure_id: str, who: Annotated[Caller, Depends(caller)]) -> dict:
+        return get_engine().request_code(procedure_id, who.terminal_id)
+
+    @api.post("/procedures/{procedure_id}/code/verify", tags=["procedures"])
+    def code_verify(
+        procedure_id: str, body: schemas.CodeVerifyRequest, who: Annotated[Caller, Depends(caller)]
+    ) -> dict:
+        return get_engine().verify_code(procedure_id, who.terminal_id, body.code)
+
+    @api.post("/procedures/{procedure_id}/cancel", tags=["procedures"])
+    def cancel(procedure_id: str, who: Annotated[Caller, Depends(caller)]) -> dict:
+        return get_engine().cancel(procedure_id, who.terminal_id)
+
+    # ---- counter ---------------------------------------------------------------------------------------------
+    @api.post("/counter/procedures", status_code=201, tags=["counter"])
+    def counter_start(body: schemas.CounterStartRequest, who: Annotated[Caller, Depends(counter)]) -> dict:
+        return get_engine().start(
+            kind=body.kind,
+            target=body.target,
+            channel="counter",
+            card_id=body.card_id,
+            terminal_id=who.terminal_id,
+            terminal_kind=who.kind.value,
+            actor=f"staff:{body.staff_id}",
+        )
+
+    @api.post("/counter/procedures/{procedure_id}/staff-check", tags=["counter"])
+    def staff_check(
+        procedure_id: str, body: schemas.StaffCheckRequest, who: Annotated[Caller, Depends(counter)]
+    ) -> dict:
+        get_engine().view(procedure_id, who.terminal_id)  # only this counter's procedures
+        return get_engine().record_staff_check(procedure_id, body.staff_id, body.documents)
+
+    @api.post("/counter/registry-events", status_code=201, tags=["counter"])
+    def registry_event(body: schemas.RegistryEventRequest, who: Annotated[Caller, Depends(counter)]) -> dict:
+        from sqlalchemy import select
+
+        from jpki_remote.registry import service as registry
+        from jpki_remote.registry.models import Card, CardState
+
+        try:
+            with database.session() as session:
+                resident = registry.get_resident(session, body.resident_id)
+                if who.municipality_code and resident.municipality_code != who.municipality_code:
+                    raise ApiError(404)
+                event = registry.record_event(session, body.resident_id, body.kind, dict(body.changes))
+                card = session.scalars(
+                    select(Card).where(
+                        Card.resident_id == body.resident_id,
+                        Card.state.in_([CardState.ACTIVE, CardState.REMOTE_LOCKED]),
+                    )
+                ).first()
+                event_id, card_id = event.id, card.card_id if card else None
+        except registry.RegistryError as exc:
+            raise ApiError(404 if exc.code.endswith("unknown") else 422, exc.code) from None
+        if card_id is None:
+            return {"event_id": event_id, "procedure": None}
+        engine_ = get_engine()
+        reply = engine_.start(
+            kind="registry_event",
+            target="certificates",
+            channel="counter",
+            card_id=card_id,
+            terminal_id=who.terminal_id,
+            terminal_kind=who.kind.value,
+            actor=f"staff:{body.staff_id}",
+            options={"event_id": event_id, "event_kind": body.kind},
+        )
+        reply = engine_.record_staff_check(reply["id"], body.staff_id, body.documents)
+        with database.session() as session:
+            from jpki_remote.registry.models import RegistryEvent
+
+            row = session.get(RegistryEvent, event_id)
+            if row is not None:
+                row.procedure_id = reply["id"]
+        return {"event_id": event_id, "procedure": reply}
+
+    # ---- admin -----------------------------------------------------------------------------------------------
+    @api.get("/admin/policy", tags=["admin"], dependencies=[Depends(admin)])
+    def policy() -> dict:
+        return get_engine().policy.as_dict()
+
+    @api.get("/admin/audit", tags=["admin"], dependencies=[Depends(admin)])
+    def audit(after: int = 0, limit: int = 50, procedure_id: str | None = None, newest_first: bool = True) -> dict:
+        from jpki_remote.audit.log import AuditLog
+
+        log_ = AuditLog(database)
+        events = log_.events(
+            procedure_id=procedure_id,
+            after_seq=max(0, after) or None,
+            limit=max(1, min(limit, 500)),
+            newest_first=newest_first,
+        )
+        return {"size": log_.size(), "events": [_event_dict(e) for e in events]}
+
+    @api.get("/admin/audit/{seq}/proof", tags=["admin"], dependencies=[Depends(admin)])
+    def audit_proof(seq: int) -> dict:
+        from jpki_remote.audit.log import AuditLog
+
+        log_ = AuditLog(database)
+        if not 1 <= seq <= log_.size():
+            raise ApiError(404)
+        return log_.inclusion_proof(seq).as_dict()
+
+    @api.post("/admin/recover", tags=["admin"], dependencies=[Depends(admin)])
+    def recover() -> dict:
+        return {"recovered": [{"id": pid, "outcome": outcome} for pid, outcome in get_engine().recover()]}
+
+    app.include_router(api)
+    _mount_others(app, settings, database, admin, mount_status)
+    _mount_pages(app)
+    app.add_middleware(BodyLimit, limit=settings.max_request_bytes)  # type: ignore[arg-type]
+    return app
+
+
+def _event_dict(event: Any) -> dict[str, Any]:
+    return {
+        "seq": event.seq,
+        "occurred_at": event.occurred_at.isoformat(),
+        "actor": event.actor,
+        "event_type": event.event_type,
+        "outcome": event.outcome,
+        "terminal_id": event.terminal_id,
+        "procedure_id": event.procedure_id,
+        "detail": event.detail,
+    }
+
+
+def _mount_others(app: FastAPI, settings: Settings, database: Database, admin: Any, mount_status: bool) -> None:
+    """OCSP/CRL and analytics routers, when those packages are installed and set up."""
+    if mount_status:
+        try:
+            from jpki_remote.ca.keystore import open_keystore
+            from jpki_remote.ca.status.http import create_status_router
+            from jpki_remote.ca.status.service import StatusService
+
+            app.include_router(create_status_router(StatusService(settings, database, open_keystore(settings))))
+        except Exception as exc:  # the API still serves without the status endpoints
+            log.warning("OCSP/CRL endpoints not mounted: %s", exc)
+    try:
+        from jpki_remote.analytics.web import create_router
+
+        app.include_router(create_router(database, dependencies=[Depends(admin)]))
+    except Exception as exc:
+        log.warning("analytics endpoints not mounted: %s", exc)
+
+
+def _mount_pages(app: FastAPI) -> None:
+    """The HTML pages' home: ``web/pages/templates`` (Jinja2) and ``web/pages/static`` at ``/static``."""
+    templates = Jinja2Templates(directory=str(PAGES / "templates"))
+    app.state.templates = templates
+    app.mount("/static", StaticFiles(directory=str(PAGES / "static")), name="static")
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def index(request: Request) -> HTMLResponse:
+        return templates.TemplateResponse(request, "index.html", {"version": __version__})
