@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "jpki_remote.audit.commands",
     "jpki_remote.analytics.commands",
     "jpki_remote.web.commands",
+    "jpki_remote.demo.commands",
 )
 
 
