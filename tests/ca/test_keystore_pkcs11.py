@@ -71,14 +71,16 @@ def test_survives_finalized_library(store: Pkcs11KeyStore) -> None:
     _verify(key, b"two", key.sign_sha256_rsa(b"two"))
 
 
-def test_one_session_per_thread(store: Pkcs11KeyStore) -> None:
+def test_one_session_per_thread(store: Pkcs11KeyStore, caplog: pytest.LogCaptureFixture) -> None:
+    """Threads sign concurrently, each in its own session; calls into the module are serialised, so SoftHSM2
+    (initialised without locking by python-pkcs11) never sees two at once and nothing needs recovering."""
     key = store.generate_rsa("k1")
     sessions: dict[int, object] = {}
     errors: list[BaseException] = []
 
     def work(index: int) -> None:
         try:
-            for n in range(20):
+            for n in range(50):
                 data = f"{index}:{n}".encode()
                 _verify(key, data, key.sign_sha256_rsa(data))
             sessions[index] = store._local.session
@@ -92,6 +94,7 @@ def test_one_session_per_thread(store: Pkcs11KeyStore) -> None:
         thread.join()
     assert errors == []
     assert len({id(s) for s in sessions.values()}) == 4
+    assert not [r for r in caplog.records if "recovering" in r.getMessage()]
 
 
 def test_wrong_pin_is_a_clear_error(softhsm: SoftHsmToken) -> None:

@@ -286,37 +286,71 @@ class CertificateAuthority:
         )
 
     def _reserve(self, requests: list[_Request], issued_at: datetime) -> list[_Reservation]:
-        """Find or create the rows of ``requests`` in one transaction (retried on a lost insert race)."""
+        """Find or create the rows of ``requests`` in one transaction (retried on a lost insert race).
+
+        Core statements on one connection: one SELECT for all requests, one multi-row INSERT for the new ones.
+        """
+        table = Certificate.__table__
+        columns = (
+            table.c.authority,
+            table.c.serial_hex,
+            table.c.state,
+            table.c.shard,
+            table.c.not_before,
+            table.c.not_after,
+            table.c.der,
+            table.c.request_digest,
+        )
+        request_id = requests[0].request_id
+        assert all(r.request_id == request_id for r in requests)
         last: Exception | None = None
         for _attempt in range(RESERVE_ATTEMPTS):
             try:
-                with self.db.session() as session:
+                with self.db.engine.begin() as connection:
+                    found = {
+                        AuthorityKind(row.authority): row
+                        for row in connection.execute(
+                            select(*columns).where(
+                                table.c.request_id == request_id,
+                                table.c.authority.in_([r.kind for r in requests]),
+                            )
+                        )
+                    }
+                    new_rows = []
                     reservations = []
                     for request in requests:
-                        row = session.execute(
-                            select(Certificate).where(
-                                Certificate.authority == request.kind, Certificate.request_id == request.request_id
-                            )
-                        ).scalar_one_or_none()
+                        row = found.get(request.kind)
                         if row is None:
-                            row = self._new_row(request, issued_at)
-                            session.add(row)
-                            session.flush()  # surfaces a duplicate request id / serial now, inside the retry loop
+                            values = self._new_row(request, issued_at)
+                            new_rows.append(values)
+                            reservations.append(
+                                _Reservation(
+                                    int(values["serial_hex"], 16),
+                                    CertificateState.RESERVED,
+                                    values["shard"],
+                                    values["not_before"],
+                                    values["not_after"],
+                                    None,
+                                )
+                            )
                         elif row.request_digest != request.digest:
                             raise RequestConflictError(
                                 f"request id {request.request_id!r} was already used for a different "
                                 f"{request.kind.value} certificate request"
                             )
-                        reservations.append(
-                            _Reservation(
-                                int(row.serial_hex, 16),
-                                CertificateState(row.state),
-                                row.shard,
-                                _aware(row.not_before),
-                                _aware(row.not_after),
-                                row.der,
-                            )  # type: ignore[arg-type]
-                        )
+                        else:
+                            reservations.append(
+                                _Reservation(
+                                    int(row.serial_hex, 16),
+                                    CertificateState(row.state),
+                                    row.shard,
+                                    _aware(row.not_before),
+                                    _aware(row.not_after),
+                                    row.der,
+                                )  # type: ignore[arg-type]
+                            )
+                    if new_rows:
+                        connection.execute(table.insert(), new_rows)
                     return reservations
             except IntegrityError as exc:  # a concurrent request with the same id committed first: read theirs
                 last = exc
@@ -326,37 +360,38 @@ class CertificateAuthority:
                 last = exc
         raise CaError(f"could not reserve a serial number after {RESERVE_ATTEMPTS} attempts") from last
 
-    def _new_row(self, request: _Request, issued_at: datetime) -> Certificate:
+    def _new_row(self, request: _Request, issued_at: datetime) -> dict[str, object]:
         validity = certificate_validity(request.kind, request.holder.birth_date, issued_at, request.card_expiry)
         serial = new_serial()
-        return Certificate(
-            authority=request.kind,
-            serial_hex=serial_hex(serial),
-            request_id=request.request_id,
-            request_digest=request.digest,
-            state=CertificateState.RESERVED,
-            holder_ref=request.holder.holder_ref,
-            shard=shard_for_serial(serial, self.settings.crl_shards),
-            not_before=validity.not_before,
-            not_after=validity.not_after,
-            reserved_at=datetime.now(UTC),
-        )
+        return {
+            "authority": request.kind,
+            "serial_hex": serial_hex(serial),
+            "request_id": request.request_id,
+            "request_digest": request.digest,
+            "state": CertificateState.RESERVED,
+            "holder_ref": request.holder.holder_ref,
+            "shard": shard_for_serial(serial, self.settings.crl_shards),
+            "not_before": validity.not_before,
+            "not_after": validity.not_after,
+            "reserved_at": datetime.now(UTC),
+        }
 
     def _store(
         self, requests: list[_Request], reservations: list[_Reservation], ders: list[bytes], issued_at: datetime
     ) -> None:
+        table = Certificate.__table__
         won: list[bool] = []
         for attempt in range(RESERVE_ATTEMPTS):
             try:
-                with self.db.session() as session:
+                with self.db.engine.begin() as connection:
                     won = []
                     for request, reservation, der in zip(requests, reservations, ders, strict=True):
-                        result = session.execute(
-                            update(Certificate)
+                        result = connection.execute(
+                            table.update()
                             .where(
-                                Certificate.authority == request.kind,
-                                Certificate.serial_hex == serial_hex(reservation.serial),
-                                Certificate.state == CertificateState.RESERVED,
+                                table.c.authority == request.kind,
+                                table.c.serial_hex == serial_hex(reservation.serial),
+                                table.c.state == CertificateState.RESERVED,
                             )
                             .values(state=CertificateState.ISSUED, der=der, issued_at=issued_at)
                         )
@@ -375,10 +410,13 @@ class CertificateAuthority:
                     )
                 )
                 continue
-            with self.db.session() as session:  # a concurrent attempt stored it first: return what is stored
-                row = session.get(Certificate, (request.kind, serial_hex(reservation.serial)))
-                assert row is not None
-                reservation.state, reservation.der = CertificateState(row.state), row.der
+            with self.db.engine.connect() as connection:  # a concurrent attempt stored it first: return what is stored
+                row = connection.execute(
+                    select(table.c.state, table.c.der).where(
+                        table.c.authority == request.kind, table.c.serial_hex == serial_hex(reservation.serial)
+                    )
+                ).one()
+            reservation.state, reservation.der = CertificateState(row.state), row.der
             if reservation.der != der:
                 log.warning("request %s: stored certificate differs from the rebuilt one", request.request_id)
         hooks.notify(changes)

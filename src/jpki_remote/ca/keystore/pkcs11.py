@@ -4,6 +4,12 @@ Sessions: PKCS#11 sessions run one operation at a time, so every thread gets its
 The login is per application, not per session: one *anchor* session logs in with the user PIN and every worker
 session is opened without a PIN (closing a worker session therefore never logs the others out).
 
+Serialised calls: python-pkcs11 calls ``C_Initialize(NULL)``, which under PKCS#11 v2.40 §5.4 promises the library
+that it will not be called from several threads at once (SoftHSM2 then runs without its own mutexes and crashes
+or fails with CKR_GENERAL_ERROR under concurrent calls). Every call into one module is therefore serialised by a
+process-wide lock per module; sessions remain per thread, and parallel signing comes from more worker processes.
+The lock also guarantees that a recovery (``C_Finalize``) never runs while another thread is inside the library.
+
 Recovery: sessions die when the HSM, its proxy or the library restarts; object handles die with them. Every
 operation runs through :meth:`Pkcs11KeyStore._call`, which on a PKCS#11 failure first re-opens this thread's
 session (and re-logs in if the token forgot the login), and if that is not enough re-initialises the library
@@ -29,6 +35,16 @@ from jpki_remote.ca.keystore.files import check_label
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+_library_locks: dict[str, threading.RLock] = {}
+_library_locks_guard = threading.Lock()
+
+
+def library_lock(module: str) -> threading.RLock:
+    """The lock serialising every call into PKCS#11 ``module`` in this process (see the module docstring)."""
+    with _library_locks_guard:
+        return _library_locks.setdefault(module, threading.RLock())
+
 
 # Failures that a new session or a re-initialised library cannot cure.
 FATAL = (
@@ -95,12 +111,14 @@ class Pkcs11KeyStore:
         self._public_keys: dict[str, rsa.RSAPublicKey] = {}
         self._generation = 0
         self._anchor: Any = None
-        try:
-            self._lib = pkcs11.lib(module)  # a per-process singleton inside python-pkcs11
-        except p11.PKCS11Error as exc:
-            raise KeyStoreError(f"cannot load PKCS#11 module {module}: {exc}") from exc
-        with self._lock:
-            self._connect(reinitialize=False)
+        self._library_lock = library_lock(module)
+        with self._library_lock:
+            try:
+                self._lib = pkcs11.lib(module)  # a per-process singleton inside python-pkcs11
+            except p11.PKCS11Error as exc:
+                raise KeyStoreError(f"cannot load PKCS#11 module {module}: {exc}") from exc
+            with self._lock:
+                self._connect(reinitialize=False)
 
     # -- connection management ----------------------------------------------------------------------------------
     def _connect(self, *, reinitialize: bool) -> None:
@@ -158,6 +176,10 @@ class Pkcs11KeyStore:
         tell a missing key from a logged-out token is that logging in answers "already logged in"); 3. re-initialise
         the library. Each step retries the operation once.
         """
+        with self._library_lock:
+            return self._call_serialised(operation)
+
+    def _call_serialised(self, operation: Callable[[Any], T]) -> T:
         steps = 4
         for attempt in range(steps):
             generation = self._generation
@@ -237,7 +259,7 @@ class Pkcs11KeyStore:
             )
             return self._read_public_key(session, label)
 
-        with self._lock:  # serialise the check-then-create against other threads of this process
+        with self._library_lock, self._lock:  # check-then-create, atomic within this process
             if label in self.labels():
                 raise KeyStoreError(f"key {label!r} already exists on token {self.token_label!r}; never overwritten")
             public_key = self._call(generate)
@@ -262,7 +284,7 @@ class Pkcs11KeyStore:
         return self._call(list_labels)
 
     def close(self) -> None:
-        with self._lock:
+        with self._library_lock, self._lock:
             for session in reversed(self._sessions):
                 with contextlib.suppress(p11.PKCS11Error):
                     session.close()
