@@ -137,3 +137,26 @@ def test_exif_orientation_is_applied(faces_dir: Path) -> None:
     data = _save(sideways, "JPEG", exif=exif.tobytes(), quality=92)
     assert decode_image(data).shape[:2] == rgb.shape[:2]
     assert analyse(data).usable
+
+
+def test_models_load_from_installed_packages_without_network(monkeypatch: pytest.MonkeyPatch, obama_rgb) -> None:
+    """Fresh dlib and MediaPipe instances load and run with every socket connection refused."""
+    import socket
+
+    import face_recognition_models
+    import mediapipe
+
+    from jpki_remote.proofing.face.engine import FaceEngine
+    from jpki_remote.proofing.face.mesh import FaceMesh
+
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        raise OSError("network disabled in this test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    for package in (face_recognition_models, mediapipe):
+        assert "site-packages" in str(Path(package.__file__))
+    engine = FaceEngine()
+    engine.warm_up()
+    assert len(engine.detect(obama_rgb).boxes) == 1
+    assert len(FaceMesh().faces(np.ascontiguousarray(obama_rgb[:700, 150:760]))) == 1

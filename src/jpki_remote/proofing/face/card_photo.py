@@ -2,10 +2,8 @@
 
 The surface AP stores the face photo as a small greyscale JPEG 2000 (DF27). For calibration and tests we turn an
 ordinary colour photo into that condition: a passport-style crop around the face (3.5 : 4.5 portrait, face about
-half the width), scaled to ``CARD_PHOTO_WIDTH`` pixels, greyscale, JPEG 2000 at ``CARD_PHOTO_RATE``:1.
-
-When the card package provides ``jpki_remote.card.personalisation.encode_card_photo`` (the encoder used at
-personalisation), the crop is handed to it so the calibration sees exactly what cards hold.
+half the width), handed to the card package's personalisation encoder
+(``jpki_remote.card.personalise.encode_card_photo``), so the calibration sees exactly what our cards hold.
 """
 
 from __future__ import annotations
@@ -17,9 +15,7 @@ from PIL import Image
 
 from jpki_remote.proofing.face.engine import FaceBox
 
-CARD_PHOTO_WIDTH = 240
 CARD_PHOTO_ASPECT = 4.5 / 3.5
-CARD_PHOTO_RATE = 20  # JPEG 2000 compression ratio
 
 
 def portrait_crop(rgb: np.ndarray, box: FaceBox) -> np.ndarray:
@@ -41,22 +37,13 @@ def portrait_crop(rgb: np.ndarray, box: FaceBox) -> np.ndarray:
 
 
 def encode_card_photo_like(portrait_rgb: np.ndarray) -> bytes:
-    """Greyscale JPEG 2000 at card resolution, by the card package's encoder when it exists, else by Pillow."""
-    image = Image.fromarray(portrait_rgb)
-    width = CARD_PHOTO_WIDTH
-    height = round(width * portrait_rgb.shape[0] / portrait_rgb.shape[1])
-    image = image.resize((width, height), Image.Resampling.LANCZOS)
-    try:
-        from jpki_remote.card.personalisation import encode_card_photo  # type: ignore[import-not-found]
-    except ImportError:
-        encode_card_photo = None
-    if encode_card_photo is not None:
-        buffer = io.BytesIO()
-        image.save(buffer, format="PNG")
-        return bytes(encode_card_photo(buffer.getvalue()))
+    """The portrait as the card stores it, by the card package's personalisation encoder (greyscale JPEG 2000,
+    300–480 px tall, rate 8:1 — see card/personalise.py)."""
+    from jpki_remote.card.personalise import encode_card_photo
+
     buffer = io.BytesIO()
-    image.convert("L").save(buffer, format="JPEG2000", quality_mode="rates", quality_layers=[CARD_PHOTO_RATE])
-    return buffer.getvalue()
+    Image.fromarray(portrait_rgb).save(buffer, format="PNG")
+    return bytes(encode_card_photo(buffer.getvalue()))
 
 
 def card_photo_from(rgb: np.ndarray, box: FaceBox) -> bytes:

@@ -171,9 +171,10 @@ def check_liveness(
 
     if max(changes, default=0.0) < policy.min_change:
         reasons.append(LivenessReason.NO_MOVEMENT)
-    elif (not any(a.valid and a.action is ChallengeStep.BLINK for a in observed) and all(
-        abs(nose_parallax(first.face, f.face)) < policy.min_parallax for f in with_face if f.face is not None
-    )) or any(not a.valid and a.action is not ChallengeStep.BLINK for a in observed):
+    elif (
+        not any(a.valid and a.action is ChallengeStep.BLINK for a in observed)
+        and all(abs(nose_parallax(first.face, f.face)) < policy.min_parallax for f in with_face if f.face is not None)
+    ) or any(not a.valid and a.action is not ChallengeStep.BLINK for a in observed):
         reasons.append(LivenessReason.PLANAR_MOTION)
     if not order_ok:
         reasons.append(LivenessReason.WRONG_ORDER)
