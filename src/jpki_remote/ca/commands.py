@@ -107,6 +107,8 @@ def _guarded(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse
     """Turn the CA's typed errors into a one-line message and exit code 1 (no traceback for bad input)."""
 
     def run(args: argparse.Namespace) -> int:
+        from sqlalchemy.exc import SQLAlchemyError
+
         from jpki_remote.ca.errors import CaError
         from jpki_remote.ca.keystore import KeyStoreError
 
@@ -115,17 +117,26 @@ def _guarded(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse
         except (CaError, KeyStoreError, ValueError, OSError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
+        except SQLAlchemyError as exc:
+            detail = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+            print(f"error: database: {detail}", file=sys.stderr)
+            return 1
 
     return run
 
 
-def _context() -> tuple[Settings, Database, Any]:
+def _context(*, need_schema: bool = True) -> tuple[Settings, Database, Any]:
+    from sqlalchemy import inspect
+
+    from jpki_remote.ca.errors import NotSetUpError
     from jpki_remote.ca.keystore import open_keystore
     from jpki_remote.config import load_settings
     from jpki_remote.store import Database
 
     settings = load_settings()
     db = Database(settings.effective_database_url)
+    if need_schema and not inspect(db.engine).has_table("ca_authorities"):
+        raise NotSetUpError("the database has no CA tables yet; run `jpki-remote ca setup`")
     return settings, db, open_keystore(settings)
 
 
@@ -143,7 +154,7 @@ def _setup(args: argparse.Namespace) -> int:
 
     from jpki_remote.ca.setup import setup_authorities
 
-    settings, db, keystore = _context()
+    settings, db, keystore = _context(need_schema=False)
     db.create_schema()
     try:
         results = setup_authorities(db, keystore, settings)

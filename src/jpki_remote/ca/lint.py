@@ -186,6 +186,12 @@ class Linter:
         futures = [pool.submit(lint_certificate, der) for der in ders]
         return [future.result() for future in futures]
 
+    def worker_pids(self) -> list[int]:
+        """Process ids of the lint workers (for CPU accounting in benchmarks); empty without a pool."""
+        with self._lock:
+            processes = getattr(self._pool, "_processes", None) or {}
+            return sorted(processes)
+
     def close(self) -> None:
         with self._lock:
             pool, self._pool = self._pool, None
