@@ -187,3 +187,18 @@ def make_world(db: Database, tmp_path: Path, faces_dir: Path) -> World:
     )
     photo = sorted((faces_dir / "amy_adams").iterdir())[0].read_bytes()
     return World(db, settings, ca, master, ports, audit, photo)
+
+
+def code_from_outbox(world: World) -> str:
+    """The security code of the latest message in the development outbox (what the demo shows on screen)."""
+    import re
+
+    from sqlalchemy import select
+
+    from jpki_remote.proofing.models import DevOutboxMessage
+
+    with world.db.session() as s:
+        body = s.scalars(select(DevOutboxMessage.body).order_by(DevOutboxMessage.id.desc())).first()
+    match = re.search(r"\b(\d{6})\b", body or "")
+    assert match, body
+    return match.group(1)

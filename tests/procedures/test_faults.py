@@ -11,9 +11,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
+from procedure_world import PINS, World, run_agent
 from sqlalchemy import select
 
-from conftest import PINS, World, run_agent
 from jpki_remote.ca.models import Certificate, CertificateState
 from jpki_remote.card.client import CardClient
 from jpki_remote.card.issuer import IssuerSession

@@ -3,19 +3,16 @@
 
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
-from sqlalchemy import select
+from procedure_world import PINS, World, code_from_outbox, run_agent
 
-from conftest import PINS, World, run_agent
 from jpki_remote.ca.models import CertificateState
 from jpki_remote.procedures.ports import ProofingFace
-from jpki_remote.proofing.models import DevOutboxMessage
 from jpki_remote.terminal.agent import ScriptedPinPad
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "proofing" / "liveness"))
@@ -36,14 +33,6 @@ def _card_photo(path: Path) -> bytes:
 
     rgb = np.asarray(Image.open(path).convert("RGB"))
     return card_photo_from(rgb, FaceEngine.shared().detect(rgb).boxes[0])
-
-
-def _code_from_outbox(world: World) -> str:
-    with world.db.session() as s:
-        body = s.scalars(select(DevOutboxMessage.body).order_by(DevOutboxMessage.id.desc())).first()
-    match = re.search(r"\b(\d{6})\b", body or "")
-    assert match, body
-    return match.group(1)
 
 
 def test_kiosk_renewal_with_face_and_code(world: World, faces_dir: Path) -> None:
@@ -70,7 +59,7 @@ def test_kiosk_renewal_with_face_and_code(world: World, faces_dir: Path) -> None
 
     reply = engine.request_code(reply["id"], "t-test")
     assert reply["code_sent_to"]
-    code = _code_from_outbox(world)
+    code = code_from_outbox(world)
     wrong = engine.verify_code(reply["id"], "t-test", "000000" if code != "000000" else "111111")
     assert wrong["message"]["code"] == "code_wrong" and "security_code" not in wrong["proofs_done"]
     reply = engine.verify_code(reply["id"], "t-test", code)

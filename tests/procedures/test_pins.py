@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from procedure_world import PINS, World, run_agent
 
-from conftest import PINS, World, run_agent
 from jpki_remote.card import layout
 from jpki_remote.card.client import CardClient, PinIncorrectError
 from jpki_remote.terminal.agent import ScriptedPinPad

@@ -6,8 +6,8 @@ import threading
 from pathlib import Path
 
 import pytest
+from procedure_world import make_world
 
-from conftest import make_world
 from jpki_remote.procedures.errors import ProcedureError
 from jpki_remote.store import Database
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from conftest import PINS, World, run_agent
+from procedure_world import PINS, World, run_agent
+
 from jpki_remote.ca.models import CertificateState
 from jpki_remote.card.client import CardClient
 from jpki_remote.registry import service as registry

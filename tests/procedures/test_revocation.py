@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from procedure_world import PINS, World, code_from_outbox, run_agent
 
-from conftest import PINS, World, run_agent
 from jpki_remote.ca.models import CertificateState
 from jpki_remote.procedures.errors import ProcedureError
 from jpki_remote.registry import service as registry
@@ -70,9 +70,7 @@ def test_revocation_on_request_online(world: World) -> None:
     reply = run_agent(engine, reply, issued.card, ScriptedPinPad(pins=dict(PINS)))
     assert reply["waiting_for"] == "security_code"
     reply = engine.request_code(reply["id"], "t-test")
-    from test_kiosk import _code_from_outbox
-
-    reply = engine.verify_code(reply["id"], "t-test", _code_from_outbox(world))
+    reply = engine.verify_code(reply["id"], "t-test", code_from_outbox(world))
     assert reply["status"] == "completed", reply
     assert _status(world, "signature", issued.sign_serial).reason_name == "cessationOfOperation"
     assert _status(world, "authentication", issued.auth_serial).state is CertificateState.ISSUED

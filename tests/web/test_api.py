@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 from procedure_world import PINS
+from web_world import Web
 
-from conftest import Web
 from jpki_remote.ca.models import CertificateState
 from jpki_remote.terminal.agent import AgentCore, ScriptedPinPad, drive
 from jpki_remote.terminal.client import ServerError

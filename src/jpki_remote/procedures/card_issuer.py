@@ -111,8 +111,12 @@ def generate_keys(conv: Conversation, params: dict[str, Any]) -> dict[str, Any]:
 
 def write_certificates(conv: Conversation, params: dict[str, Any]) -> dict[str, Any]:
     with _session(conv, params) as issuer:
+        if params.get("auth_ca"):  # the CA certificates next to the user certificates (kept current after a rollover)
+            issuer.store_file("jpki", layout.JPKI_AUTH_CA_CERT, bytes.fromhex(params["auth_ca"]))
         issuer.put_certificate(layout.JPKI_AUTH_KEY, bytes.fromhex(params["auth_certificate"]))
         if params.get("sign_certificate"):
+            if params.get("sign_ca"):
+                issuer.store_file("jpki", layout.JPKI_SIGN_CA_CERT, bytes.fromhex(params["sign_ca"]))
             issuer.put_certificate(layout.JPKI_SIGN_KEY, bytes.fromhex(params["sign_certificate"]))
     return {}
 

@@ -80,6 +80,10 @@ def utc(moment: datetime | None) -> datetime | None:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
+def _der_hex(certificate: x509.Certificate) -> str:
+    return certificate.public_bytes(serialization.Encoding.DER).hex()
+
+
 def _hex_serial(value: int) -> str:
     return format(value, "x")
 
@@ -272,6 +276,92 @@ class Engine:
             raise ProcedureError("card_busy", 409) from None
         self._audit(proc, "start", "info", card_proof=card_proof)
         return self._advance(proc.id)
+
+    def start_issuance(
+        self,
+        *,
+        resident_id: str,
+        card_id: str,
+        diversification_data: bytes,
+        card_public_key_der: bytes | None,
+        card_expiry: date,
+        terminal_id: str | None,
+        staff_id: str,
+        documents: Sequence[str],
+        photo: bytes | None = None,
+        contacts: Sequence[tuple[str, str]] = (),
+        issuer_key_version: int = 0,
+    ) -> dict[str, Any]:
+        """New issuance at the counter (交付): the card arrives personalised by the card centre (surface and text
+        APs) without JPKI keys; staff have checked the ID documents; the holder sets the PINs at the counter
+        terminal; keys are generated on the card and the certificates issued through the legal flow."""
+        rule = self.policy.rule(ProcedureKind.ISSUANCE, "card", Channel.COUNTER)
+        if not rule.allowed:
+            raise ProcedureError("not_allowed", 403)
+        encoding = None
+        if photo is not None:
+            if self.ports.face is None:
+                raise ProcedureError("face_refused", 503)
+            encoding = self.ports.face.encode_reference(photo)  # the photo itself is not kept
+            if encoding is None:
+                raise ProcedureError("face_refused", 422)
+        try:
+            with self._tx() as session:
+                resident = registry.get_resident(session, resident_id)
+                with_sign = registry.age_on(resident.birth_date, self.today()) >= self.policy.signature_min_age
+                registry.register_card(
+                    session,
+                    card_id=card_id,
+                    resident_id=resident_id,
+                    card_expiry=card_expiry,
+                    diversification_data=diversification_data,
+                    issuer_key_version=issuer_key_version,
+                    card_public_key_der=card_public_key_der,
+                )
+                registry.set_card_state(session, card_id, CardState.REMOTE_LOCKED, "issuing")
+                for kind, address in contacts:
+                    registry.add_contact(session, resident_id, kind, address, verified=True)
+        except registry.RegistryError as exc:
+            raise ProcedureError("invalid_request", 422, {"reason": exc.code}) from None
+        plan = build_plan(rule, None, with_sign=with_sign)
+        stamp = self.now()
+        proc = Procedure(
+            id=secrets.token_hex(16),
+            kind=ProcedureKind.ISSUANCE.value,
+            target="card",
+            channel="counter",
+            card_id=card_id,
+            resident_id=resident_id,
+            terminal_id=terminal_id,
+            actor=f"staff:{staff_id}",
+            status=ProcedureStatus.ACTIVE,
+            state=plan[0],
+            proofs=[],
+            data={
+                "plan": plan,
+                "card_proof": None,
+                "card_present": True,
+                "with_sign": with_sign,
+                "enrolment": encoding,
+                "old_auth_serial": None,
+                "old_sign_serial": None,
+            },
+            conversation=None,
+            exchange_seq=1,
+            active_card=card_id,
+            created_at=stamp,
+            updated_at=stamp,
+            expires_at=stamp + self.idle_timeout,
+        )
+        try:
+            with self._tx() as session:
+                session.add(proc)
+                session.flush()
+                self._journal(session, proc, "start", StepPhase.INFO, plan=plan)
+        except IntegrityError:
+            raise ProcedureError("card_busy", 409) from None
+        self._audit(proc, "start", "info")
+        return self.record_staff_check(proc.id, staff_id, documents)
 
     def _choose_card_proof(self, rule: Any, known_pin: object) -> str | None:
         """Which card proof this run uses: the one the policy asks for, or the holder's choice among alternatives."""
@@ -528,8 +618,12 @@ class Engine:
             elif step == "write_certificates":
                 params["auth_certificate"] = data["new_auth_certificate"]
                 params["sign_certificate"] = data.get("new_sign_certificate")
-            elif step == "set_pin":
-                params["pin_kind"] = proc.target
+                params["auth_ca"] = _der_hex(self.ports.ca.authority_certificate("authentication"))
+                if data.get("new_sign_certificate"):
+                    params["sign_ca"] = _der_hex(self.ports.ca.authority_certificate("signature"))
+            elif step.startswith("set_pin"):
+                script = "set_pin"
+                params["pin_kind"] = step.removeprefix("set_pin_") if step != "set_pin" else proc.target
         proc.conversation = {
             "step": step,
             "script": script,
@@ -567,7 +661,7 @@ class Engine:
     # ---- results of card steps -------------------------------------------------------------------------------
     def _on_result(self, session: Session, proc: Procedure, step: str, result: dict[str, Any]) -> str | None:
         """Apply a finished card script's result; returns a message code for the terminal (or None)."""
-        handler = getattr(self, f"_result_{step}")
+        handler = getattr(self, "_result_set_pin" if step.startswith("set_pin") else f"_result_{step}")
         return handler(session, proc, result)
 
     def _pin_outcome(self, session: Session, proc: Procedure, sw: int, pin_kind: str) -> str:
@@ -758,8 +852,10 @@ class Engine:
         if not result.get("new_pin_valid"):
             self._set_data(proc, await_retry="new_pin_invalid")  # the holder chooses again, then the step restarts
             return "new_pin_invalid"
-        self._audit(proc, "pin_set", "success", pin_kind=proc.target)
-        self._goto(session, proc, "finish")
+        kind = proc.state.removeprefix("set_pin_") if proc.state != "set_pin" else proc.target
+        self._audit(proc, "pin_set", "success", pin_kind=kind)
+        self._set_data(proc, notice=None)
+        self._goto(session, proc, next_step(proc, proc.state))
         return None
 
     def _result_change_pin(self, session: Session, proc: Procedure, result: dict[str, Any]) -> str | None:
@@ -913,8 +1009,10 @@ class Engine:
             data = dict(proc.data or {})
             kind = proc.kind
             self._journal(session, proc, "finish", StepPhase.INTENT)
-        if kind == ProcedureKind.RENEWAL.value:
+        if kind in (ProcedureKind.RENEWAL.value, ProcedureKind.ISSUANCE.value):
             self._finish_renewal(procedure_id, data)
+        if kind == ProcedureKind.ISSUANCE.value:
+            self._finish_issuance(procedure_id, data)
         with self._tx() as session:
             proc = self._load(session, procedure_id)
             if proc.status is not ProcedureStatus.ACTIVE:
@@ -953,6 +1051,19 @@ class Engine:
                 facts_version=data.get("facts_version"),
             )
             self._journal(session, proc, "revoke_old", StepPhase.DONE, reason="superseded")
+
+    def _finish_issuance(self, procedure_id: str, data: dict[str, Any]) -> None:
+        """The card goes into service: enrolled face encoding kept (not the photo), remote procedures enabled."""
+        with self._tx() as session:
+            proc = self._load(session, procedure_id)
+            card = registry.get_card(session, proc.card_id or "", for_update=True)
+            assert card is not None
+            if data.get("enrolment") and self.ports.face is not None:
+                registry.enrol_face(session, card.card_id, data["enrolment"], self.ports.face.model)
+            card.state = CardState.ACTIVE
+            card.state_reason = ""
+            self._set_data(proc, enrolment=None)
+            self._journal(session, proc, "card_in_service", StepPhase.DONE)
 
     def _notify(self, proc: Procedure, contacts: list[Any]) -> int:
         if self.ports.notices is None or not contacts:

@@ -11,6 +11,8 @@ pin_change      change_pin → proofs → finish
 revocation      card_proof → proofs → revoke → finish
 loss_report     proofs → revoke → finish
 registry_event  proofs → revoke → finish
+issuance        proofs → set_pin_auth_pin → set_pin_sign_password → set_pin_residence_pin → set_pin_text_pin →
+                keys_request → generate_keys → issue → write_certificates → commit → confirm → finish
 =============== ==================================================================================================
 
 ``card_proof`` is left out when the rule needs no card proof (e.g. counter staff check only); ``read_face`` only
@@ -24,15 +26,39 @@ from typing import Any
 from jpki_remote.procedures.policy import ProcedureKind, Proof, Rule
 from jpki_remote.registry.models import Card, CardState
 
+ISSUANCE_PIN_STEPS = ("set_pin_auth_pin", "set_pin_sign_password", "set_pin_residence_pin", "set_pin_text_pin")
 CARD_STEPS = frozenset(
-    {"card_proof", "read_face", "generate_keys", "write_certificates", "commit", "confirm", "set_pin", "change_pin"}
+    {
+        "card_proof",
+        "read_face",
+        "generate_keys",
+        "write_certificates",
+        "commit",
+        "confirm",
+        "set_pin",
+        "change_pin",
+        *ISSUANCE_PIN_STEPS,
+    }
 )
 GATE_STEPS = frozenset({"proofs"})
 SERVER_STEPS = frozenset({"keys_request", "issue", "revoke", "finish"})
 
 
-def build_plan(rule: Rule, card_proof: str | None) -> list[str]:
+def build_plan(rule: Rule, card_proof: str | None, *, with_sign: bool = True) -> list[str]:
     kind = rule.procedure
+    if kind is ProcedureKind.ISSUANCE:
+        pins = [s for s in ISSUANCE_PIN_STEPS if with_sign or s != "set_pin_sign_password"]
+        return [
+            "proofs",
+            *pins,
+            "keys_request",
+            "generate_keys",
+            "issue",
+            "write_certificates",
+            "commit",
+            "confirm",
+            "finish",
+        ]
     head = ["card_proof"] if card_proof else []
     if rule.accepts(Proof.FACE_LIVENESS.value) and card_proof:
         head.append("read_face")

@@ -9,6 +9,7 @@ JSON API under ``/api/v1`` (OpenAPI at ``/api/v1/openapi.json``, docs at ``/api/
   ``POST …/exchange`` and ``POST …/new-pin`` (agent only), ``POST …/face``, ``POST …/code/request``,
   ``POST …/code/verify``, ``POST …/cancel``;
 * counter (counter terminals) — ``POST /counter/procedures``, ``POST /counter/procedures/{id}/staff-check``,
+  ``POST /counter/issuance`` (new card: the holder then sets the PINs through the agent),
   ``POST /counter/registry-events``;
 * admin (bearer admin token) — ``GET /admin/policy``, ``GET /admin/audit``, ``GET /admin/audit/{seq}/proof``,
   ``POST /admin/recover``.
@@ -322,6 +323,28 @@ def create_app(
     ) -> dict:
         get_engine().view(procedure_id, who.terminal_id)  # only this counter's procedures
         return get_engine().record_staff_check(procedure_id, body.staff_id, body.documents)
+
+    @api.post("/counter/issuance", status_code=201, tags=["counter"])
+    def issuance(body: schemas.IssuanceRequest, who: Annotated[Caller, Depends(counter)]) -> dict:
+        """交付: the delivered card, the ID documents checked, the photo (only its encoding is kept), contacts."""
+        photo = base64.b64decode(body.photo.split(",", 1)[-1]) if body.photo else None
+        try:
+            return get_engine().start_issuance(
+                resident_id=body.resident_id,
+                card_id=body.card_id,
+                diversification_data=bytes.fromhex(body.diversification_data),
+                card_public_key_der=bytes.fromhex(body.card_public_key) if body.card_public_key else None,
+                card_expiry=body.card_expiry,
+                terminal_id=who.terminal_id,
+                staff_id=body.staff_id,
+                documents=body.documents,
+                photo=photo,
+                contacts=[(c.kind, c.address) for c in body.contacts],
+            )
+        except (ValueError, binascii.Error):
+            raise ApiError(422) from None
+        finally:
+            photo = None
 
     @api.post("/counter/registry-events", status_code=201, tags=["counter"])
     def registry_event(body: schemas.RegistryEventRequest, who: Annotated[Caller, Depends(counter)]) -> dict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
@@ -75,3 +76,22 @@ class RegistryEventRequest(Strict):
     documents: Annotated[
         list[Annotated[StrictStr, Field(min_length=1, max_length=40)]], Field(min_length=1, max_length=5)
     ]
+
+
+class ContactIn(Strict):
+    kind: Literal["email", "mobile"]
+    address: Annotated[StrictStr, Field(min_length=3, max_length=320)]
+
+
+class IssuanceRequest(Strict):
+    resident_id: Annotated[StrictStr, Field(min_length=1, max_length=32)]
+    card_id: Annotated[StrictStr, Field(min_length=8, max_length=32)]
+    diversification_data: Annotated[StrictStr, Field(pattern=r"^[0-9A-Fa-f]{2,64}$")]
+    card_public_key: Annotated[StrictStr, Field(pattern=r"^[0-9A-Fa-f]{2,2048}$")] | None = None
+    card_expiry: date
+    staff_id: Annotated[StrictStr, Field(min_length=1, max_length=64, pattern=r"^[\w.@-]+$")]
+    documents: Annotated[
+        list[Annotated[StrictStr, Field(min_length=1, max_length=40)]], Field(min_length=1, max_length=5)
+    ]
+    photo: B64 | None = None
+    contacts: Annotated[list[ContactIn], Field(max_length=5)] = []
