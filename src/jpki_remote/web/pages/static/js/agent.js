@@ -4,7 +4,8 @@
 //
 // Local API (JSON, CORS for this page's origin):
 //   GET  /v1/status -> {terminal_id, terminal_kind, terminal_name, reader, card_present, card_id,
-//                       procedure_id, pin_request: {kind, new, attempt} | null}
+//                       procedure_id, pin_request: {kind, new, attempt} | null,
+//                       card: {diversification_data, expiry, public_key?} (counter issuance of a new card)}
 //   POST /v1/procedures/{id}/drive   -> 202   relay this procedure's card exchanges until it ends
 //   POST /v1/pin {kind, value, new}  -> 204   answer the pending pin_request
 //   POST /v1/cancel                  -> 204   drop the pending request and any PIN held, stop relaying

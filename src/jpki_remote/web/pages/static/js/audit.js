@@ -102,33 +102,24 @@
   }
 
   let size = 0;
-  let next = null;  // the first seq of the page shown last (we page backwards: newest first)
-
-  async function fetchPage(first, count) {
-    const params = new URLSearchParams({ start: String(first), limit: String(count) });
-    const form = $("audit-filter");
-    ["procedure_id", "event_type"].forEach((name) => { const v = form.elements[name].value.trim(); if (v) params.set(name, v); });
-    return api.request("GET", api.PATHS.auditEvents() + "?" + params.toString());
-  }
+  let shown = PAGE;  // newest first; "more" asks for a longer list (the API caps it at 500)
 
   async function load(reset) {
     if (!api.hasAdminToken()) { $("admin-login").hidden = false; $("admin-token").focus(); return; }
     const body = $("audit-table").tBodies[0];
+    if (reset) shown = PAGE; else shown = Math.min(500, shown + PAGE);
+    const params = new URLSearchParams({ limit: String(shown), newest_first: "true" });
+    const procedure = $("audit-filter").elements.procedure_id.value.trim();
+    const type = $("audit-filter").elements.event_type.value.trim();
+    if (procedure) params.set("procedure_id", procedure);
     try {
-      if (reset) {
-        body.textContent = "";
-        size = Number((await fetchPage(0, 1)).size || 0);
-        next = size;
-        showHead(size, head);
-      }
-      const first = Math.max(0, next - PAGE);
-      const data = next > 0 ? await fetchPage(first, next - first) : { events: [] };
-      const filters = ["procedure_id", "event_type"].map((n) => [n, $("audit-filter").elements[n].value.trim()]);
-      const events = (data.events || []).filter((e) => filters.every(([n, v]) => !v
-        || String(n === "event_type" ? e.event_type : e.procedure_id || "").includes(v)));
-      events.sort((a, b) => Number(b.seq) - Number(a.seq)).forEach((event) => body.appendChild(row(event)));
-      next = first;
-      $("audit-more").hidden = next <= 0;
+      const data = await api.request("GET", api.PATHS.auditEvents() + "?" + params.toString());
+      size = Number(data.size || 0);
+      showHead(size, head);
+      body.textContent = "";
+      const events = (data.events || []).filter((e) => !type || String(e.event_type || "").includes(type));
+      events.forEach((event) => body.appendChild(row(event)));
+      $("audit-more").hidden = (data.events || []).length < shown || shown >= 500;
       setBilingual($("audit-status"), body.rows.length + " 件を表示（全 " + size + " 件）", body.rows.length + " of " + size + " event(s) shown");
     } catch (e) {
       if (e.status === 401) { api.setAdminToken(null); $("admin-login").hidden = false; }

@@ -186,16 +186,27 @@
     if (!status || !status.card_present || !status.card_id) {
       showError("カードリーダーに新しいカードを置いてください。", "Place the new card on the reader."); return;
     }
-    const data = new FormData();
-    data.append("staff_id", staffId);
-    data.append("resident_id", resident);
-    data.append("card_id", status.card_id);
-    documents.forEach((d) => data.append("documents", d));
-    if (mobile) data.append("mobile", mobile);
-    if (email) data.append("email", email);
-    data.append("photo", photoBlob, "photo.jpg");
+    const card = status.card || {};
+    if (!card.diversification_data || !card.expiry) {
+      showError("カードの情報を読み取れません。カードを置き直してください。", "The card's data could not be read. Place it again.");
+      return;
+    }
+    const contacts = [];
+    if (mobile) contacts.push({ kind: "mobile", address: mobile });
+    if (email) contacts.push({ kind: "email", address: email });
+    const body = {
+      resident_id: resident, card_id: status.card_id, diversification_data: card.diversification_data,
+      card_expiry: card.expiry, staff_id: staffId, documents, contacts,
+      photo: await new Promise((resolve, reject) => {
+        const reader = new FileReader();
+        reader.onload = () => resolve(String(reader.result));
+        reader.onerror = () => reject(reader.error);
+        reader.readAsDataURL(photoBlob);
+      }),
+    };
+    if (card.public_key) body.card_public_key = card.public_key;
     try {
-      const view = await api.request("POST", api.PATHS.issuance(), { form: data });
+      const view = await api.request("POST", api.PATHS.issuance(), { json: body });
       if (camera) camera.close();
       photoBlob = null;
       startRun(view);
