@@ -15,8 +15,9 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -179,6 +180,30 @@ def _full_path(
         db.dispose()
 
 
+@contextmanager
+def _temporary_database(server_url: str, workdir: Path) -> Iterator[str]:
+    """A fresh database for one run: a SQLite file, or a temporary database created (and dropped) on the
+    PostgreSQL server of ``server_url`` — never the tables of an existing deployment."""
+    if not server_url:
+        yield f"sqlite:///{workdir / 'bench.db'}"
+        return
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = f"jpki_bench_{os.urandom(6).hex()}"
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+        try:
+            yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
+        finally:
+            with admin.connect() as connection:
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
+
+
 def _open_store(kind: str, directory: Path) -> tuple[KeyStore, Callable[[], None]]:
     if kind == "file":
         from jpki_remote.ca.keystore.files import FileKeyStore
@@ -227,9 +252,9 @@ def run_issue_benchmark(
             try:
                 store, close = _open_store(kind, workdir)
                 try:
-                    url = database_url or f"sqlite:///{workdir / 'bench.db'}"
                     label = "full path, encrypted key file" if kind == "file" else "full path, SoftHSM2 (PKCS#11)"
-                    results.append(_full_path(label, pairs, threads, linter, store, url, settings, keys))
+                    with _temporary_database(database_url, workdir) as url:
+                        results.append(_full_path(label, pairs, threads, linter, store, url, settings, keys))
                 finally:
                     close()
             finally:

@@ -81,7 +81,12 @@ def register(subparsers: argparse._SubParsersAction, bench: argparse._SubParsers
     bench_issue.add_argument("--threads", type=int, default=4, help="issuing threads")
     bench_issue.add_argument("--lint-workers", type=int, default=2, help="lint processes (0: lint in the thread)")
     bench_issue.add_argument("--keystore", choices=["file", "pkcs11", "both"], default="both")
-    bench_issue.add_argument("--database-url", default="", help="default: a temporary SQLite file")
+    bench_issue.add_argument(
+        "--database-url",
+        default="",
+        help="PostgreSQL server URL: each run creates and drops its own temporary database there "
+        "(default: a temporary SQLite file)",
+    )
     bench_issue.set_defaults(handler=_bench_issue)
 
     _register_status_commands(ca_sub, bench)
