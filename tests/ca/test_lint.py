@@ -79,6 +79,26 @@ def test_worker_processes_give_the_same_findings(holder_keys: list[rsa.RSAPrivat
     assert [r.ok for r in pooled] == [False, True, False]
 
 
+def test_a_killed_worker_does_not_stop_linting(
+    holder_keys: list[rsa.RSAPrivateKey], caplog: pytest.LogCaptureFixture
+) -> None:
+    import os
+    import signal
+
+    der = _self_signed(holder_keys[0], ca_without_key_usage=True)
+    linter = lint.Linter(workers=1)
+    try:
+        assert not linter.lint_certificates([der])[0].ok
+        for pid in linter.worker_pids():
+            os.kill(pid, signal.SIGKILL)  # the worker dies (OOM killer, operator)
+        reports = linter.lint_certificates([der, der])
+        assert [r.ok for r in reports] == [False, False]
+        assert any("pool broke" in r.getMessage() for r in caplog.records)
+        assert not linter.lint_certificates([der])[0].ok  # a fresh pool
+    finally:
+        linter.close()
+
+
 def test_crl_and_ocsp_response_linting(holder_keys: list[rsa.RSAPrivateKey]) -> None:
     key = holder_keys[0]
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Test CA")])

@@ -12,12 +12,16 @@ a code not on the list, and every FATAL, always blocks. Anything pkilint cannot 
 from __future__ import annotations
 
 import atexit
+import logging
 import multiprocessing
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 BLOCKING = ("FATAL", "ERROR")
 
@@ -183,8 +187,17 @@ class Linter:
         if self.workers == 0 or len(ders) == 0:
             return [lint_certificate(der) for der in ders]
         pool = self._executor()
-        futures = [pool.submit(lint_certificate, der) for der in ders]
-        return [future.result() for future in futures]
+        try:
+            futures = [pool.submit(lint_certificate, der) for der in ders]
+            return [future.result() for future in futures]
+        except BrokenProcessPool:
+            # A worker died (killed, out of memory): start a new pool next time, lint this batch here.
+            log.warning("lint worker pool broke; restarting it and linting in-process meanwhile")
+            with self._lock:
+                if self._pool is pool:
+                    self._pool = None
+            pool.shutdown(wait=False, cancel_futures=True)
+            return [lint_certificate(der) for der in ders]
 
     def worker_pids(self) -> list[int]:
         """Process ids of the lint workers (for CPU accounting in benchmarks); empty without a pool."""
