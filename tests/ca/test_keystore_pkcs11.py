@@ -57,6 +57,14 @@ def test_survives_closed_session(store: Pkcs11KeyStore) -> None:
     _verify(key, b"two", key.sign_sha256_rsa(b"two"))
 
 
+def test_logs_in_again_after_a_logout(store: Pkcs11KeyStore) -> None:
+    key = store.generate_rsa("k1")
+    _verify(key, b"one", key.sign_sha256_rsa(b"one"))
+    store._anchor.close()  # C_Logout + C_CloseSession: the application is logged out, private handles are gone
+    _verify(key, b"two", key.sign_sha256_rsa(b"two"))
+    assert store.get("k1").public_key().public_numbers() == key.public_key().public_numbers()
+
+
 def test_survives_library_reinitialisation(store: Pkcs11KeyStore) -> None:
     key = store.generate_rsa("k1")
     _verify(key, b"one", key.sign_sha256_rsa(b"one"))
