@@ -5,6 +5,12 @@ with INITIALIZE UPDATE / EXTERNAL AUTHENTICATE (mutual authentication, per-card 
 the card's KDD, per-session keys), then every command carries C-MAC and encrypted data, and every response is checked
 (R-MAC) and decrypted. See :mod:`jpki_remote.card.issuer_domain` for the command set.
 
+Randomness: the only random value the host contributes is the 8-byte host challenge of INITIALIZE UPDATE, drawn
+from ``random`` (default :func:`secrets.token_bytes`). Injecting a deterministic source makes the command sequence
+reproducible for the same card responses — what a script re-run over a stored transcript needs
+(:mod:`jpki_remote.procedures.conversation`). ``expected_kdd`` makes :meth:`IssuerSession.open` refuse another
+card (:class:`CardMismatchError`) before any key is derived for it.
+
 Example::
 
     with IssuerSession(card.transmit, master_key) as issuer:
@@ -17,6 +23,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
@@ -37,6 +44,17 @@ LIFECYCLE_NAMES = {code: name for name, code in isd.LIFECYCLE_CODES.items()}
 
 class SecureChannelError(CardError):
     """Mutual authentication failed or a response was not authentic: the session is closed."""
+
+
+class CardMismatchError(SecureChannelError):
+    """The card in the reader is not the expected card (its KDD is another card's)."""
+
+
+class IssuerLockedError(SecureChannelError):
+    """6983: the card's issuer domain is locked after too many failed authentications (permanently)."""
+
+
+RandomSource = Callable[[int], bytes]
 
 
 @dataclass(frozen=True)
@@ -75,6 +93,8 @@ class IssuerSession:
         key_version: int = 0x00,
         level: int = scp03.LEVEL_FULL,
         chunk_size: int = SHORT_CHUNK,
+        random: RandomSource = secrets.token_bytes,
+        expected_kdd: bytes | None = None,
     ) -> None:
         if len(master_key) not in (16, 32):
             raise ValueError("the issuer master key is an AES-128 or AES-256 key (16 or 32 bytes)")
@@ -85,6 +105,8 @@ class IssuerSession:
         self._key_version = key_version
         self._level = level
         self._chunk = max(16, min(chunk_size, 65000))
+        self._random = random
+        self._expected_kdd = None if expected_kdd is None else bytes(expected_kdd)
         self._channel: scp03.SecureChannel | None = None
         self.kdd: bytes = b""
 
@@ -103,13 +125,19 @@ class IssuerSession:
 
     def open(self) -> Self:
         raise_for_sw(send(self._transmit, CommandApdu(0x00, 0xA4, 0x04, 0x0C, layout.AID_ISSUER)), "SELECT ISD")
-        host_challenge = secrets.token_bytes(8)
-        resp = raise_for_sw(send(self._transmit, CommandApdu(0x80, isd.INS_INITIALIZE_UPDATE, self._key_version,
-                                                             0x00, host_challenge, 256)), "INITIALIZE UPDATE")
-        body = resp.data
+        host_challenge = bytes(self._random(8))
+        if len(host_challenge) != 8:
+            raise ValueError("the random source must return the number of bytes asked for")
+        resp = send(self._transmit, CommandApdu(0x80, isd.INS_INITIALIZE_UPDATE, self._key_version, 0x00,
+                                                host_challenge, 256))
+        if resp.sw == SW.AUTHENTICATION_METHOD_BLOCKED:
+            raise IssuerLockedError(resp.sw, "issuer domain locked after too many failed authentications")
+        body = raise_for_sw(resp, "INITIALIZE UPDATE").data
         if len(body) not in (29, 32) or body[11] != isd.SCP_ID:
             raise SecureChannelError(0, "not an SCP03 INITIALIZE UPDATE response")
         self.kdd = body[:10]
+        if self._expected_kdd is not None and not hmac.compare_digest(self.kdd, self._expected_kdd):
+            raise CardMismatchError(0, "another card is in the reader")
         card_challenge, card_cryptogram = body[13:21], body[21:29]
         static = scp03.diversify(self._master, self.kdd)
         keys = scp03.session_keys(static, host_challenge, card_challenge)

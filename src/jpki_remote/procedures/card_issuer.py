@@ -8,21 +8,19 @@ The session keys themselves are never stored; they are re-derived from the card'
 Scripts: ``generate_keys`` (DISCARD any leftovers, then new pending auth/sign key pairs; returns the public keys),
 ``write_certificates``, ``commit``, ``discard``, ``set_pin`` (RESET RETRY COUNTER + new value of one of the holder's
 PINs; the residence PIN is the two key references 住基AP 001C and 共通AP 001C, set together).
+
+``CardMismatchError`` (re-exported from :mod:`jpki_remote.card.issuer`): the card in the reader is another card.
 """
 
 from __future__ import annotations
 
-import hmac
 import re
-from typing import Any, Self
+from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 
-from jpki_remote.card import issuer_domain as isd
-from jpki_remote.card import layout, scp03
-from jpki_remote.card.apdu import CommandApdu
-from jpki_remote.card.client import raise_for_sw, send
-from jpki_remote.card.issuer import IssuerSession, SecureChannelError
+from jpki_remote.card import layout
+from jpki_remote.card.issuer import CardMismatchError, IssuerSession
 from jpki_remote.procedures.conversation import Conversation
 
 # holder PIN kind (policy names) -> the card's key references (layout.HOLDER_PINS names)
@@ -35,57 +33,23 @@ PIN_KINDS: dict[str, tuple[str, ...]] = {
 _SIGN_PASSWORD = re.compile(r"^[A-Z0-9]{6,16}$")
 _FOUR_DIGITS = re.compile(r"^[0-9]{4}$")
 
+__all__ = ["PIN_KINDS", "SCRIPTS", "CardMismatchError", "ReplayableIssuerSession", "commit", "discard",
+           "generate_keys", "new_pin_valid", "set_pin", "write_certificates"]
+
 
 def new_pin_valid(kind: str, value: str) -> bool:
     pattern = _SIGN_PASSWORD if kind == "sign_password" else _FOUR_DIGITS
     return isinstance(value, str) and bool(pattern.fullmatch(value))
 
 
-class CardMismatchError(Exception):
-    """The card in the reader is not the card of the procedure (its KDD is another card's)."""
-
-
 class ReplayableIssuerSession(IssuerSession):
-    """``IssuerSession`` whose host challenge comes from the conversation's seed.
-
-    BRIDGE: ``IssuerSession.open`` draws the host challenge from ``secrets`` and has no parameter for it; this
-    override repeats its handshake with an injected challenge. Remove once the card package accepts one.
-    """
+    """``IssuerSession`` whose host challenge comes from the conversation's seed (``conv.random``), so a re-run over
+    the transcript sends byte-identical commands; ``expected_kdd`` refuses another card (:class:`CardMismatchError`)."""
 
     def __init__(
         self, conv: Conversation, master_key: bytes, *, key_version: int = 0x00, expected_kdd: bytes | None = None
     ) -> None:
-        super().__init__(conv, master_key, key_version=key_version)
-        self._conv = conv
-        self._expected_kdd = expected_kdd
-
-    def open(self) -> Self:
-        transmit = self._conv.transmit
-        raise_for_sw(send(transmit, CommandApdu(0x00, 0xA4, 0x04, 0x0C, layout.AID_ISSUER)), "SELECT ISD")
-        host_challenge = self._conv.random(8)
-        resp = raise_for_sw(
-            send(transmit, CommandApdu(0x80, isd.INS_INITIALIZE_UPDATE, self._key_version, 0x00, host_challenge, 256)),
-            "INITIALIZE UPDATE",
-        )
-        body = resp.data
-        if len(body) not in (29, 32) or body[11] != isd.SCP_ID:
-            raise SecureChannelError(0, "not an SCP03 INITIALIZE UPDATE response")
-        self.kdd = body[:10]
-        if self._expected_kdd is not None and not hmac.compare_digest(self.kdd, self._expected_kdd):
-            raise CardMismatchError("another card is in the reader")
-        card_challenge, card_cryptogram = body[13:21], body[21:29]
-        keys = scp03.session_keys(scp03.diversify(self._master, self.kdd), host_challenge, card_challenge)
-        expected = scp03.cryptogram(keys, scp03.CARD_CRYPTOGRAM, host_challenge, card_challenge)
-        if not hmac.compare_digest(card_cryptogram, expected):
-            raise SecureChannelError(0, "card cryptogram wrong: not our card or wrong master key")
-        channel = scp03.SecureChannel(keys, self._level)
-        host_cryptogram = scp03.cryptogram(keys, scp03.HOST_CRYPTOGRAM, host_challenge, card_challenge)
-        ext = channel.wrap(
-            CommandApdu(0x80, isd.INS_EXTERNAL_AUTHENTICATE, self._level, 0x00, host_cryptogram), first=True
-        )
-        raise_for_sw(send(transmit, ext), "EXTERNAL AUTHENTICATE")
-        self._channel = channel
-        return self
+        super().__init__(conv, master_key, key_version=key_version, random=conv.random, expected_kdd=expected_kdd)
 
 
 def _session(conv: Conversation, params: dict[str, Any]) -> ReplayableIssuerSession:
