@@ -1,0 +1,620 @@
+"""``jpki-remote demo --scripted``: every procedure, headless, against a fresh data directory.
+
+The server runs in this process on a free loopback port; each procedure goes through the same JSON API a kiosk, the
+holder's app and a counter page use: the real terminal agent relays the virtual card (PINs typed on its pad), the
+"page" sends a live capture built from the resident's real photo (blinking and turning as the random liveness
+challenge asks) and the security code read from the development outbox. Refusals are part of the run: another
+person's face and a wrong security code must be refused.
+
+Then everything is checked from outside: the renewed certificates are ``good`` and the replaced / revoked ones
+``revoked`` by the server's OCSP endpoint (requests built with ``cryptography``), the audit log verifies, and the
+admin live statistics (analytics API) count the run. The exit code is 0 only if every procedure ended as expected
+and every check passed; a procedure the back end cannot complete yet is reported FAILED with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any, TextIO
+
+from jpki_remote.config import Settings
+from jpki_remote.demo import residents as people
+from jpki_remote.demo.client import ApiFailure, TerminalClient, latest_code
+from jpki_remote.demo.provision import DemoEnvironment, demo_mobile, provision
+from jpki_remote.demo.residents import DEMO_PINS, NEW_PINS
+from jpki_remote.terminal.agent import ScriptedPinPad
+
+STAFF = "demo-staff-01"
+DOCUMENTS = ["passport"]
+
+
+@dataclass
+class Result:
+    name: str
+    resident: str
+    expected: str
+    outcome: str = "not run"
+    ok: bool = False
+    seconds: float = 0.0
+    detail: str = ""
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+@dataclass
+class Report:
+    results: list[Result] = field(default_factory=list)
+    checks: list[Check] = field(default_factory=list)
+    setup_seconds: float = 0.0
+    total_seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.results) and all(r.ok for r in self.results) and all(c.ok for c in self.checks)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "setup_seconds": round(self.setup_seconds, 2),
+            "total_seconds": round(self.total_seconds, 2),
+            "procedures": [asdict(r) for r in self.results],
+            "checks": [asdict(c) for c in self.checks],
+        }
+
+
+class Unexpected(Exception):
+    """The procedure did not go as the script expects; the message says where."""
+
+
+@dataclass
+class Run:
+    env: DemoEnvironment
+    base_url: str
+    kiosk: TerminalClient
+    app: TerminalClient
+    counter: TerminalClient
+    expectations: list[tuple[str, int, str, str]] = field(default_factory=list)  # (kind, serial, status, why)
+
+    def photo(self, key: str) -> bytes:
+        return people.photo_path(self.env.faces, people.resident(key), "camera").read_bytes()
+
+    def card_row(self, key: str) -> Any:
+        from jpki_remote.registry import service as registry
+
+        with self.env.db.session() as session:
+            card = registry.get_card(session, self.env.card(key).card_id)
+            assert card is not None
+            session.expunge(card)
+            return card
+
+    def ocsp(self, kind: str, serial_hex: str | None) -> str:
+        from cryptography import x509
+
+        if not serial_hex:
+            return "none"
+        certificate = x509.load_der_x509_certificate(self.env.ca.certificate(kind, int(serial_hex, 16)).der)
+        return ocsp_status(self.base_url, certificate, self.env.ca.authority_certificate(kind), kind)
+
+    def expect_status(self, kind: str, serial_hex: str | None, status: str, why: str) -> None:
+        if serial_hex:
+            self.expectations.append((kind, int(serial_hex, 16), status, why))
+
+
+# ---------------------------------------------------------------------------------------------- building blocks
+def _face(run: Run, terminal: TerminalClient, view: dict[str, Any], photo: bytes) -> dict[str, Any]:
+    from jpki_remote.demo.live_capture import capture
+
+    challenge = view.get("face_challenge") or {}
+    steps = challenge.get("steps") if isinstance(challenge, dict) else challenge
+    if not steps:
+        raise Unexpected(f"no liveness challenge in state {view.get('state')}")
+    return terminal.submit_face(view["id"], capture(photo, steps, neutral=1))
+
+
+def _code(run: Run, terminal: TerminalClient, view: dict[str, Any], key: str) -> str:
+    terminal.request_code(view["id"])
+    code = latest_code(run.env.db, demo_mobile(key))
+    if code is None:
+        raise Unexpected("no security code in the development outbox")
+    return code
+
+
+def _proofs(view: dict[str, Any]) -> list[str]:
+    return list(view.get("proofs_done") or [])
+
+
+def _ended(view: dict[str, Any]) -> str:
+    error = view.get("error") or {}
+    message = view.get("message") or {}
+    return f"{view.get('status')} in {view.get('state')} ({error.get('code') or message.get('code') or '-'})"
+
+
+def remote_procedure(
+    run: Run,
+    terminal: TerminalClient,
+    key: str,
+    kind: str,
+    target: str,
+    pinpad: ScriptedPinPad,
+    *,
+    known_pin: str | None = None,
+) -> dict[str, Any]:
+    """Card proof at the terminal → face with liveness in the page → security code → the card update."""
+    card_id = run.env.card(key).card_id
+    view = terminal.start(kind, target, card_id, known_pin)
+    with terminal.inserted(card_id) as reader:
+        view = terminal.relay(view["id"], reader, pinpad)
+        if view["status"] != "active" or view["state"] != "proofs":
+            raise Unexpected(f"after the card proof: {_ended(view)}")
+        view = _face(run, terminal, view, run.photo(key))
+        if "face_liveness" not in _proofs(view):
+            reason = (view.get("face_result") or {}).get("reason")
+            raise Unexpected(f"face refused for the holder ({reason}): {_ended(view)}")
+        view = terminal.verify_code(view["id"], _code(run, terminal, view, key))
+        if "security_code" not in _proofs(view):
+            raise Unexpected(f"security code refused: {_ended(view)}")
+        view = terminal.relay(view["id"], reader, pinpad)
+    if view["status"] != "completed":
+        raise Unexpected(_ended(view))
+    return view
+
+
+def verify_pin(run: Run, key: str, kind: str, value: str) -> None:
+    """From outside: the PIN works on the card (a VERIFY through the card's own APDU interface)."""
+    from jpki_remote.card.client import CardClient, CardError
+    from jpki_remote.card.store import CardStore
+    from jpki_remote.demo.provision import PIN_FIDS
+
+    card = CardStore(run.env.cards_dir).open(run.env.card(key).card_id)
+    applet, fid = PIN_FIDS[kind]
+    try:
+        client = CardClient(card)
+        client.select_ap(applet)
+        client.verify(fid, value)
+    except CardError as exc:
+        raise Unexpected(f"the new {kind} does not work on the card: {exc}") from None
+    finally:
+        card.reset()
+
+
+# ---------------------------------------------------------------------------------------------- the procedures
+def renewal(run: Run, terminal: TerminalClient, key: str) -> str:
+    before = run.env.card(key)
+    pinpad = ScriptedPinPad(pins={"auth_pin": DEMO_PINS["auth_pin"], "code_b": before.code_b})
+    remote_procedure(run, terminal, key, "renewal", "certificates", pinpad)
+    after = run.card_row(key)
+    if after.auth_cert_serial in (None, before.auth_serial):
+        raise Unexpected("the registry still lists the old auth certificate")
+    run.expect_status("authentication", before.auth_serial, "revoked", f"{key}: old auth certificate")
+    run.expect_status("signature", before.sign_serial, "revoked", f"{key}: old signature certificate")
+    run.expect_status("authentication", after.auth_cert_serial, "good", f"{key}: new auth certificate")
+    run.expect_status("signature", after.sign_cert_serial, "good", f"{key}: new signature certificate")
+    return f"completed, new auth certificate {after.auth_cert_serial[:12]}…"
+
+
+def pin_reset(run: Run, terminal: TerminalClient, key: str, target: str, known: str) -> str:
+    card = run.env.card(key)
+    pinpad = ScriptedPinPad(pins={known: DEMO_PINS[known], "code_b": card.code_b}, new_pins={target: NEW_PINS[target]})
+    remote_procedure(run, terminal, key, "pin_reset", target, pinpad, known_pin=known)
+    verify_pin(run, key, target, NEW_PINS[target])
+    return "completed, new PIN works on the card"
+
+
+def pin_change(run: Run, terminal: TerminalClient, key: str, target: str) -> str:
+    card_id = run.env.card(key).card_id
+    pinpad = ScriptedPinPad(pins={target: DEMO_PINS[target]}, new_pins={target: NEW_PINS[target]})
+    view = terminal.start("pin_change", target, card_id)
+    with terminal.inserted(card_id) as reader:
+        view = terminal.relay(view["id"], reader, pinpad)
+    if view["status"] != "completed":
+        raise Unexpected(_ended(view))
+    verify_pin(run, key, target, NEW_PINS[target])
+    return "completed, new PIN works on the card"
+
+
+def face_mismatch(run: Run, terminal: TerminalClient, key: str, impostor: str) -> str:
+    """Another person in front of the camera with this resident's card: the face step must refuse."""
+    card = run.env.card(key)
+    pinpad = ScriptedPinPad(pins={"auth_pin": DEMO_PINS["auth_pin"], "code_b": card.code_b})
+    view = terminal.start("pin_reset", "text_pin", card.card_id, "auth_pin")
+    try:
+        with terminal.inserted(card.card_id) as reader:
+            view = terminal.relay(view["id"], reader, pinpad)
+        if view["status"] != "active" or view["state"] != "proofs":
+            raise Unexpected(f"after the card proof: {_ended(view)}")
+        view = _face(run, terminal, view, run.photo(impostor))
+        if "face_liveness" in _proofs(view):
+            raise Unexpected("ACCEPTED another person's face")
+        reason = (view.get("face_result") or {}).get("reason", "?")
+        return f"refused ({reason}), {(view.get('face_result') or {}).get('attempts_left', '?')} attempts left"
+    finally:
+        if view.get("status") == "active":
+            terminal.cancel(view["id"])
+
+
+def wrong_code(run: Run, terminal: TerminalClient, key: str) -> str:
+    """A wrong security code (revocation request online): refused, nothing revoked."""
+    card = run.env.card(key)
+    view = terminal.start("revocation", "signature", card.card_id)
+    try:
+        with terminal.inserted(card.card_id) as reader:
+            view = terminal.relay(view["id"], reader, ScriptedPinPad(pins={"auth_pin": DEMO_PINS["auth_pin"]}))
+        if view["status"] != "active" or view.get("waiting_for") != "security_code":
+            raise Unexpected(f"after the card proof: {_ended(view)}")
+        real = _code(run, terminal, view, key)
+        wrong = f"{(int(real) + 1) % 10 ** len(real):0{len(real)}d}"
+        view = terminal.verify_code(view["id"], wrong)
+        if "security_code" in _proofs(view) or view["status"] == "completed":
+            raise Unexpected("ACCEPTED a wrong security code")
+        code = (view.get("message") or {}).get("code", "?")
+        status = run.ocsp("signature", card.sign_serial)
+        if status != "good":
+            raise Unexpected(f"the signature certificate is {status} after a refused code")
+        return f"refused ({code}), {view.get('code_tries_left', '?')} tries left"
+    finally:
+        if view.get("status") == "active":
+            terminal.cancel(view["id"])
+
+
+def issuance(run: Run, terminal: TerminalClient) -> str:
+    """New issuance at the counter: the delivered card on the counter's reader (the agent reports its
+    diversification data, expiry and card key), the ID documents checked, the photo enrolled, contacts registered,
+    and the holder choosing every PIN on the counter PIN pad; keys generated on the card, certificates issued."""
+    import base64
+
+    resident_id = run.env.manifest.waiting_resident_id
+    if resident_id is None:
+        raise Unexpected("no resident waiting for a card")
+    delivered = delivered_card(run)
+    body = {
+        "resident_id": resident_id,
+        "card_id": delivered["card_id"],
+        "diversification_data": delivered["diversification_data"],
+        "card_public_key": delivered["public_key"],
+        "card_expiry": delivered["expiry"],
+        "staff_id": STAFF,
+        "documents": DOCUMENTS,
+        "photo": base64.b64encode(run.photo("shirokane")).decode(),
+        "contacts": [{"kind": "email", "address": "shibaura@demo.jpki-remote.example"}],
+    }
+    try:
+        view = terminal.call("POST", "/counter/issuance", body)
+    except ApiFailure as exc:
+        if exc.status in (404, 405):
+            raise Unexpected(
+                f"the back end has no counter issuance (POST /api/v1/counter/issuance → {exc.status})"
+            ) from None
+        raise
+    new_pins = {kind: DEMO_PINS[kind] for kind in ("auth_pin", "sign_password", "residence_pin", "text_pin")}
+    with terminal.inserted(delivered["card_id"]) as reader:
+        view = terminal.relay(view["id"], reader, ScriptedPinPad(new_pins=new_pins))
+    if view["status"] != "completed":
+        raise Unexpected(_ended(view))
+    from jpki_remote.registry import service as registry
+
+    with run.env.db.session() as session:
+        card = registry.get_card(session, delivered["card_id"])
+        auth_serial, sign_serial = (card.auth_cert_serial, card.sign_cert_serial) if card else (None, None)
+    if not auth_serial:
+        raise Unexpected("no auth certificate recorded for the new card")
+    run.expect_status("authentication", auth_serial, "good", "new card: auth certificate")
+    run.expect_status("signature", sign_serial, "good", "new card: signature certificate")
+    return "completed, keys generated on the card, certificates issued"
+
+
+def delivered_card(run: Run) -> dict[str, str]:
+    """A new card as the card centre delivers it to the municipality, in the demo's card store; returns what the
+    counter's agent reports about it."""
+    from cryptography.hazmat.primitives import serialization
+
+    from jpki_remote.card import layout
+    from jpki_remote.card.issuer import IssuerSession
+    from jpki_remote.card.manufacture import manufacture
+    from jpki_remote.card.store import CardStore
+
+    card_id = "8" + "".join(f"{b % 10}" for b in secrets.token_bytes(11))
+    card = CardStore(run.env.cards_dir).add(manufacture(run.env.master_key, card_id=card_id))
+    with IssuerSession(card, run.env.master_key) as issuer:
+        public = issuer.read_public_key("surface", layout.SURFACE_AP_KEY)
+    card.reset()
+    today = date.today()
+    return {
+        "card_id": card_id,
+        "diversification_data": card.state.kdd.hex(),
+        "public_key": public.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        ).hex(),
+        "expiry": today.replace(year=today.year + 10, day=min(today.day, 28)).isoformat(),
+    }
+
+
+def loss_report(run: Run, terminal: TerminalClient, key: str) -> str:
+    card = run.env.card(key)
+    view = terminal.call(
+        "POST",
+        "/counter/procedures",
+        {"kind": "loss_report", "target": "card", "card_id": card.card_id, "staff_id": STAFF},
+    )
+    view = terminal.call(
+        "POST", f"/counter/procedures/{view['id']}/staff-check", {"staff_id": STAFF, "documents": DOCUMENTS}
+    )
+    if view["status"] != "completed":
+        raise Unexpected(_ended(view))
+    state = run.card_row(key).state.value
+    if state != "lost":
+        raise Unexpected(f"card state is {state}, not lost")
+    run.expect_status("authentication", card.auth_serial, "revoked", f"{key}: lost card, auth certificate")
+    run.expect_status("signature", card.sign_serial, "revoked", f"{key}: lost card, signature certificate")
+    return "completed, card locked (lost), both certificates revoked"
+
+
+def registry_move(run: Run, terminal: TerminalClient, key: str) -> str:
+    card = run.env.card(key)
+    answer = terminal.call(
+        "POST",
+        "/counter/registry-events",
+        {
+            "resident_id": card.resident_id,
+            "kind": "moved_out",
+            "changes": {"address": "大阪府大阪市北区中之島１丁目３番２０号"},
+            "staff_id": STAFF,
+            "documents": ["moving_out_notice"],
+        },
+    )
+    view = answer.get("procedure") or {}
+    if view.get("status") != "completed":
+        raise Unexpected(f"registry-event procedure: {_ended(view)}")
+    run.expect_status("signature", card.sign_serial, "revoked", f"{key}: moved out, signature certificate")
+    run.expect_status("authentication", card.auth_serial, "good", f"{key}: moved out, auth certificate kept")
+    return f"completed, signature certificate revoked, card {run.card_row(key).state.value}"
+
+
+PROCEDURES: list[tuple[str, str, str, Callable[[Run], str]]] = [
+    ("renewal · kiosk", "minato", "completed", lambda r: renewal(r, r.kiosk, "minato")),
+    ("renewal · online (expired certificates)", "shiba", "completed", lambda r: renewal(r, r.app, "shiba")),
+    (
+        "PIN reset sign password · kiosk (locked)",
+        "azabu",
+        "completed",
+        lambda r: pin_reset(r, r.kiosk, "azabu", "sign_password", "auth_pin"),
+    ),
+    (
+        "PIN reset auth PIN · online (locked)",
+        "akasaka",
+        "completed",
+        lambda r: pin_reset(r, r.app, "akasaka", "auth_pin", "sign_password"),
+    ),
+    (
+        "PIN reset residence PIN · kiosk (locked)",
+        "aoyama",
+        "completed",
+        lambda r: pin_reset(r, r.kiosk, "aoyama", "residence_pin", "auth_pin"),
+    ),
+    (
+        "PIN reset text PIN · online (locked)",
+        "roppongi",
+        "completed",
+        lambda r: pin_reset(r, r.app, "roppongi", "text_pin", "auth_pin"),
+    ),
+    ("PIN change auth PIN · online", "takanawa", "completed", lambda r: pin_change(r, r.app, "takanawa", "auth_pin")),
+    (
+        "face mismatch · kiosk (another person)",
+        "shirokane",
+        "refused",
+        lambda r: face_mismatch(r, r.kiosk, "shirokane", "daiba"),
+    ),
+    ("wrong security code · online", "shirokane", "refused", lambda r: wrong_code(r, r.app, "shirokane")),
+    ("new issuance · counter", "shibaura", "completed", lambda r: issuance(r, r.counter)),
+    ("revocation on loss · counter", "shirokane", "completed", lambda r: loss_report(r, r.counter, "shirokane")),
+    ("registry event: move out · counter", "daiba", "completed", lambda r: registry_move(r, r.counter, "daiba")),
+]
+
+
+# ---------------------------------------------------------------------------------------------- checks from outside
+def ocsp_status(base_url: str, certificate: Any, issuer: Any, kind: str) -> str:
+    """The status the server's OCSP endpoint gives (RFC 6960 request built with cryptography), signature checked."""
+    import httpx
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding
+    from cryptography.x509 import ocsp
+
+    request = ocsp.OCSPRequestBuilder().add_certificate(certificate, issuer, hashes.SHA1()).build()  # noqa: S303
+    response = httpx.post(
+        f"{base_url}/ocsp/{kind}",
+        content=request.public_bytes(serialization.Encoding.DER),
+        headers={"Content-Type": "application/ocsp-request"},
+        timeout=30.0,
+    )
+    answer = ocsp.load_der_ocsp_response(response.content)
+    if answer.response_status is not ocsp.OCSPResponseStatus.SUCCESSFUL:
+        return f"error:{answer.response_status.name}"
+    signer = answer.certificates[0] if answer.certificates else issuer
+    if signer is not issuer:
+        issuer.public_key().verify(  # the delegated responder is certified by the CA …
+            signer.signature, signer.tbs_certificate_bytes, padding.PKCS1v15(), signer.signature_hash_algorithm
+        )
+        if (
+            x509.ExtendedKeyUsageOID.OCSP_SIGNING
+            not in signer.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        ):
+            return "error:responder_not_authorised"
+    signer.public_key().verify(  # … and signed this answer
+        answer.signature, answer.tbs_response_bytes, padding.PKCS1v15(), answer.signature_hash_algorithm
+    )
+    if answer.serial_number != certificate.serial_number:
+        return "error:wrong_serial"
+    return answer.certificate_status.name.lower()
+
+
+def check_ocsp(run: Run) -> list[Check]:
+    from cryptography import x509
+
+    checks = []
+    for kind, serial, wanted, why in run.expectations:
+        try:
+            certificate = x509.load_der_x509_certificate(run.env.ca.certificate(kind, serial).der)
+            issuer = run.env.ca.authority_certificate(kind)
+            got = ocsp_status(run.base_url, certificate, issuer, kind)
+        except Exception as exc:
+            got = f"error:{type(exc).__name__}: {exc}"
+        checks.append(Check(f"OCSP {why}", got == wanted, f"{got} (expected {wanted}, serial {serial:x})"))
+    return checks
+
+
+def check_audit(run: Run) -> Check:
+    from jpki_remote.audit.log import AuditLog
+    from jpki_remote.audit.signing import signer_from_settings
+
+    audit = AuditLog(run.env.db, signer_from_settings(run.env.settings))
+    report = audit.verify()
+    detail = f"{report.events} events, {report.heads} signed tree heads"
+    if not report.ok:
+        detail += ": " + "; ".join(report.problems[:3])
+    return Check(
+        "audit log verifies (RFC 6962 Merkle tree, signed tree heads)", report.ok and report.events > 0, detail
+    )
+
+
+def check_statistics(run: Run, report: Report) -> Check:
+    import httpx
+
+    from jpki_remote.web.app import admin_token
+
+    response = httpx.get(
+        f"{run.base_url}/api/analytics/live",
+        headers={"Authorization": f"Bearer {admin_token(run.env.settings)}"},
+        timeout=60.0,
+    )
+    if response.status_code != 200:
+        return Check("admin live statistics", False, f"GET /api/analytics/live → {response.status_code}")
+    stats = response.json()
+    remote_done = sum(
+        1
+        for r in report.results
+        if r.ok and r.expected == "completed" and any(c in r.name for c in ("kiosk", "online"))
+    )
+    started = sum(1 for r in report.results if r.outcome != "not run")
+    total = int(stats.get("total") or 0)
+    avoided = int(stats.get("counter_visits_avoided") or 0)
+    by_channel = stats.get("by_channel", {})
+    ok = total >= 1 and avoided >= remote_done and by_channel.get("kiosk", 0) >= 1 and by_channel.get("online", 0) >= 1
+    return Check(
+        "admin live statistics count the run",
+        ok,
+        f"{total} procedures (kiosk {by_channel.get('kiosk', 0)}, online {by_channel.get('online', 0)}, counter "
+        f"{by_channel.get('counter', 0)}; {started} started by this run), {avoided} counter visits avoided "
+        f"(≥ {remote_done} expected), {stats.get('staff_hours_saved', 0):.1f} staff hours saved",
+    )
+
+
+# ---------------------------------------------------------------------------------------------- the run
+def _line(result: Result) -> str:
+    mark = "OK    " if result.ok else "FAILED"
+    return f"{mark} {result.name:<44} {result.resident:<10} {result.outcome}  [{result.seconds:5.1f} s]"
+
+
+def run_scripted(
+    faces: Path,
+    *,
+    data_dir: Path | None = None,
+    keep: bool = False,
+    out: TextIO | None = None,
+    report_file: Path | None = None,
+) -> int:
+    """Run every procedure; print one line each, then the checks and a summary. Returns the exit code."""
+    from jpki_remote.demo.server import DemoServer, free_port
+
+    stream = out or sys.stdout
+
+    def say(text: str) -> None:
+        print(text, file=stream, flush=True)
+
+    started = time.monotonic()
+    temporary = data_dir is None
+    directory = Path(tempfile.mkdtemp(prefix="jpki-demo-scripted-")) if temporary else Path(data_dir)
+    if not temporary and directory.exists() and any(directory.iterdir()):
+        say(f"error: {directory} is not empty; the scripted run needs a fresh data directory")
+        return 2
+    port = free_port()
+    settings = Settings(
+        data_dir=directory,
+        public_base_url=f"http://127.0.0.1:{port}",
+        host="127.0.0.1",
+        port=port,
+        delivery="outbox",
+    )
+    report = Report()
+    env: DemoEnvironment | None = None
+    server: DemoServer | None = None
+    clients: list[TerminalClient] = []
+    try:
+        say(f"jpki-remote demo --scripted — data directory {directory} (fresh{', temporary' if temporary else ''})")
+        say("setting up: CAs, 港区, residents with virtual cards, terminals …")
+        env = provision(settings, faces, enrol_faces=False)
+        server = DemoServer(settings, env.db, host="127.0.0.1", port=port)
+        base_url = server.start()
+        report.setup_seconds = time.monotonic() - started
+        say(f"server {base_url} ready after {report.setup_seconds:.1f} s\n")
+        terminals = env.manifest.terminals
+        clients = [TerminalClient(base_url, terminals[k], env.cards_dir) for k in ("kiosk", "app", "counter")]
+        run = Run(env, base_url, *clients)
+        for name, resident, expected, action in PROCEDURES:
+            result = Result(name, resident, expected)
+            begin = time.monotonic()
+            try:
+                result.outcome = action(run)
+                result.ok = result.outcome.startswith(expected)
+            except Unexpected as exc:
+                result.outcome = f"FAILED: {exc}"
+            except ApiFailure as exc:
+                result.outcome = f"FAILED: API {exc}"
+            except Exception as exc:  # a broken step must not stop the other procedures
+                result.outcome = f"FAILED: {type(exc).__name__}: {exc}"
+                result.detail = traceback.format_exc(limit=6)
+            result.seconds = time.monotonic() - begin
+            report.results.append(result)
+            say(_line(result))
+        say("\nchecks from outside:")
+        for check in [*check_ocsp(run), check_audit(run), check_statistics(run, report)]:
+            report.checks.append(check)
+            say(f"{'OK    ' if check.ok else 'FAILED'} {check.name}: {check.detail}")
+    except Exception as exc:
+        report.checks.append(Check("scripted run", False, f"{type(exc).__name__}: {exc}"))
+        say(f"FAILED the scripted run stopped: {type(exc).__name__}: {exc}")
+        say(traceback.format_exc(limit=8))
+    finally:
+        for client in clients:
+            client.close()
+        if server is not None:
+            server.stop()
+        if env is not None:
+            env.close()
+        report.total_seconds = time.monotonic() - started
+        if report_file is not None:
+            report_file.write_text(json.dumps(report.as_dict(), ensure_ascii=False, indent=2), encoding="utf-8")
+        if temporary and not keep:
+            shutil.rmtree(directory, ignore_errors=True)
+    passed = sum(1 for r in report.results if r.ok)
+    checks = sum(1 for c in report.checks if c.ok)
+    say(
+        f"\nsummary: {passed}/{len(report.results)} procedures as expected, {checks}/{len(report.checks)} checks "
+        f"passed, {report.total_seconds:.1f} s in total (set-up {report.setup_seconds:.1f} s) — "
+        f"{'ALL OK' if report.ok else 'FAILED'}"
+    )
+    return 0 if report.ok else 1
