@@ -89,6 +89,13 @@ class Settings:
     # Idle minutes after which an unfinished procedure is recovered (finished or rolled back).
     procedure_idle_minutes: int = 15
     max_request_bytes: int = 8_000_000
+    # Reverse proxies whose X-Forwarded-For is believed (comma-separated IPs or CIDRs); empty: none, the client
+    # address is the TCP peer. Rate limits per client address use the result.
+    trusted_proxies: str = ""
+
+    # Demo (`jpki-remote demo`): folder of face photos, one sub-folder per person; empty: ../shared/data/faces
+    # beside the checkout. Only read; nothing of it is copied into the repository.
+    demo_faces: str = ""
 
     @property
     def effective_database_url(self) -> str:
