@@ -1,6 +1,7 @@
 """`jpki-remote card …`: create, inspect and use virtual cards; plug one into the OS smart-card stack; talk to readers.
 
     card new --photo FACE.jpg [...]    a personalised card for a test resident, certificates from the project's CAs
+    card new --delivered --photo …     the card as delivered to the counter (no PINs, keys, certificates yet)
     card list                          the cards in <data_dir>/cards
     card show ID [--json]              state without secrets: APs, certificates, PIN tries left / blocked
     card insert ID [--port 35963]      serve the card to vpcd (pcscd's virtual reader) until Ctrl-C
@@ -69,6 +70,9 @@ def register(subparsers: argparse._SubParsersAction, bench: argparse._SubParsers
     p.add_argument("--sign-password", help="署名用パスワード, 6–16 of A–Z 0–9 (default: random; none under 15)")
     p.add_argument("--text-pin", help="券面事項入力補助用暗証番号, 4 digits (default: random)")
     p.add_argument("--juki-pin", help="住民基本台帳用暗証番号, 4 digits (default: random)")
+    p.add_argument("--delivered", action="store_true",
+                   help="stop where the card centre stops: card face, text and card info written, but no PINs, "
+                        "JPKI keys or certificates (for issuance at the counter; no CA needed)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(handler=_guarded(cmd_new))
 
@@ -297,6 +301,11 @@ def cmd_new(args: argparse.Namespace) -> int:
     security_code = args.security_code or _random_digits(4)
     if not _DIGITS4.fullmatch(security_code):
         raise CommandError("--security-code must be 4 digits", EXIT_USAGE)
+    holder = HolderRecord(name=args.name, address=args.address, birth_date=birth, sex=args.sex,
+                          my_number=args.my_number, municipality_code=args.municipality_code, card_expiry=expiry,
+                          security_code=security_code, photo=photo, name_kana=args.name_kana or None)
+    if args.delivered:
+        return _new_delivered(args, settings, store, card_id, holder)
     minor = _age(birth, today) < 15
     if minor and args.sign_password:
         raise CommandError("holders under 15 get no signature certificate: drop --sign-password", EXIT_USAGE)
@@ -305,9 +314,6 @@ def cmd_new(args: argparse.Namespace) -> int:
     juki, juki_new = _pin_arg(args.juki_pin, "--juki-pin", _DIGITS4, lambda: _random_digits(4))
     sign, sign_new = (None, False) if minor else _pin_arg(args.sign_password, "--sign-password", _SIGN_PASSWORD,
                                                            _random_sign_password)
-    holder = HolderRecord(name=args.name, address=args.address, birth_date=birth, sex=args.sex,
-                          my_number=args.my_number, municipality_code=args.municipality_code, card_expiry=expiry,
-                          security_code=security_code, photo=photo, name_kana=args.name_kana or None)
     try:
         master_key = issuer_master_key(settings)
         pins = CardPins(auth=auth, sign=sign, text=text, juki=juki)
@@ -315,16 +321,15 @@ def cmd_new(args: argparse.Namespace) -> int:
             certificates = certificates_from(ca, card_id, prefecture=args.prefecture, city=args.city)
             made = create_card(holder, issuer_master_key=master_key, pins=pins, certificates=certificates,
                                store=store, card_id=card_id)
-    except BaseException as exc:
-        store.delete(card_id)  # a card that was not completely issued must not stay behind
-        if isinstance(exc, HolderDataError):
-            raise CommandError(f"holder data: {exc}", EXIT_USAGE) from exc
-        if isinstance(exc, CaError):
-            raise CommandError(f"the CA refused: {exc}") from exc
-        if isinstance(exc, SQLAlchemyError):
-            first = str(exc).splitlines()[0]
-            raise CommandError(f"the CA database is not ready (run `jpki-remote ca setup` first): {first}") from exc
-        raise
+    except HolderDataError as exc:  # create_card adds the card to the store only once complete
+        raise CommandError(f"holder data: {exc}", EXIT_USAGE) from exc
+    except CaError as exc:
+        raise CommandError(f"the CA refused: {exc}") from exc
+    except SQLAlchemyError as exc:
+        first = str(exc).splitlines()[0]
+        raise CommandError(f"the CA database is not ready (run `jpki-remote ca setup` first): {first}") from exc
+    except FileExistsError as exc:
+        raise CommandError(str(exc)) from exc
     generated = {name: value for name, value, new in (("auth PIN", auth, auth_new), ("sign password", sign, sign_new),
                                                        ("text PIN", text, text_new), ("residence PIN", juki, juki_new))
                  if new}
@@ -342,6 +347,40 @@ def cmd_new(args: argparse.Namespace) -> int:
         for name, value in generated.items():
             print(f"    {name:14} {value}")
     print(f"next: jpki-remote card show {made.card_id}  /  jpki-remote card insert {made.card_id}")
+    return EXIT_OK
+
+
+def _new_delivered(args: argparse.Namespace, settings: Any, store: Any, card_id: str, holder: Any) -> int:
+    """``card new --delivered``: the card as the card centre delivers it to the counter (no PINs, keys, certs)."""
+    from cryptography.hazmat.primitives import serialization
+
+    from jpki_remote.card.factory import deliver_card
+    from jpki_remote.card.personalise import HolderDataError
+
+    given = [option for option, value in (("--auth-pin", args.auth_pin), ("--sign-password", args.sign_password),
+                                          ("--text-pin", args.text_pin), ("--juki-pin", args.juki_pin)) if value]
+    if given:
+        raise CommandError(f"a delivered card has no holder PINs (the holder sets them at the counter): drop "
+                           f"{', '.join(given)}", EXIT_USAGE)
+    try:
+        made = deliver_card(holder, issuer_master_key=issuer_master_key(settings), store=store, card_id=card_id)
+    except HolderDataError as exc:
+        raise CommandError(f"holder data: {exc}", EXIT_USAGE) from exc
+    except FileExistsError as exc:
+        raise CommandError(str(exc)) from exc
+    public_key = made.card_public_key.public_bytes(serialization.Encoding.DER,
+                                                   serialization.PublicFormat.SubjectPublicKeyInfo).hex()
+    facts = {"card_id": made.card_id, "serial": made.serial, "card_expiry": holder.card_expiry.isoformat(),
+             "security_code": holder.security_code, "verification_code_b": made.verification_code_b,
+             "diversification_data": made.kdd.hex(), "card_public_key": public_key}
+    if args.json:
+        print(json.dumps(facts, ensure_ascii=False, indent=2))
+        return EXIT_OK
+    print(f"card {made.card_id} delivered to {store.directory} (serial {made.serial}): card face, 照合番号A/B and "
+          "card info written; no PINs, JPKI keys or certificates yet")
+    print(f"  expiry {holder.card_expiry}, security code {holder.security_code}, 照合番号B {made.verification_code_b}")
+    print(f"  for counter issuance: diversification data {facts['diversification_data']}")
+    print(f"                        card public key (SPKI) {public_key}")
     return EXIT_OK
 
 

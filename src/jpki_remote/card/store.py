@@ -87,6 +87,10 @@ class CardStore:
 
     def save(self, state: CardState) -> None:
         """Atomically replace the card's file (temp file + fsync + rename + fsync of the directory)."""
+        self._write(state, exclusive=False)
+
+    def _write(self, state: CardState, *, exclusive: bool) -> None:
+        """Write ``state`` via a fsync'ed temp file; ``exclusive``: link it in place, failing if the card exists."""
         target = self.path(state.card_id)
         state.generation += 1
         try:
@@ -100,7 +104,14 @@ class CardStore:
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
-            os.replace(tmp, target)
+            if exclusive:
+                try:
+                    os.link(tmp, target)  # atomic, and never over an existing card
+                except FileExistsError:
+                    raise FileExistsError(f"card {state.card_id} already exists in {self.directory}") from None
+                os.unlink(tmp)
+            else:
+                os.replace(tmp, target)
         except BaseException:
             state.generation -= 1
             with contextlib.suppress(FileNotFoundError):
@@ -118,10 +129,9 @@ class CardStore:
         return VirtualCard(self.load(card_id), persist=self.save, reload=lambda: self.load(card_id), keygen=keygen)
 
     def add(self, state: CardState, *, keygen: KeyGenerator | None = None) -> VirtualCard:
-        """Store a new card (refuses to overwrite an existing one) and open it."""
-        if self.exists(state.card_id):
-            raise FileExistsError(f"card {state.card_id} already exists")
-        self.save(state)
+        """Store a new card atomically (``FileExistsError`` if the id is taken, also by a concurrent ``add``) and
+        open it."""
+        self._write(state, exclusive=True)
         return self.open(state.card_id, keygen=keygen)
 
     def cleanup_temporaries(self) -> int:
