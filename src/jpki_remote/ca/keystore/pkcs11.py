@@ -118,7 +118,10 @@ class Pkcs11KeyStore:
             except p11.PKCS11Error as exc:
                 raise KeyStoreError(f"cannot load PKCS#11 module {module}: {exc}") from exc
             with self._lock:
-                self._connect(reinitialize=False)
+                try:
+                    self._connect(reinitialize=False)
+                except p11.PKCS11Error as exc:
+                    raise KeyStoreError(f"cannot open token {token_label!r}: {type(exc).__name__} {exc}") from exc
 
     # -- connection management ----------------------------------------------------------------------------------
     def _connect(self, *, reinitialize: bool) -> None:
@@ -132,10 +135,13 @@ class Pkcs11KeyStore:
             self._lib.initialize()
         try:
             token = self._lib.get_token(token_label=self.token_label)
-        except p11.NoSuchToken:
+        except p11.PKCS11Error as exc:
             if reinitialize:
-                raise KeyStoreError(f"no PKCS#11 token labelled {self.token_label!r} in {self.module}") from None
-            # A token created after C_Initialize is only seen after a re-initialisation (SoftHSM2 behaviour).
+                if isinstance(exc, p11.NoSuchToken):
+                    raise KeyStoreError(f"no PKCS#11 token labelled {self.token_label!r} in {self.module}") from None
+                raise KeyStoreError(f"PKCS#11 module {self.module} unusable: {type(exc).__name__}") from exc
+            # A token created after C_Initialize is only seen after a re-initialisation (SoftHSM2 behaviour), and a
+            # library whose token store went away answers CKR_GENERAL_ERROR until it is re-initialised.
             self._connect(reinitialize=True)
             return
         self._token = token
