@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Request
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
@@ -461,11 +461,11 @@ def _mount_others(app: FastAPI, settings: Settings, database: Database, admin: A
 
 
 def _mount_pages(app: FastAPI) -> None:
-    """The HTML pages' home: ``web/pages/templates`` (Jinja2) and ``web/pages/static`` at ``/static``."""
+    """The HTML pages (``web/pages``: ``/``, ``/kiosk``, ``/portal``, ``/counter``, ``/admin…`` and their files under
+    ``/static/pages/``), included before the plain ``/static`` mount so that their routes win."""
+    from jpki_remote.web.pages import router as pages_router
+
     templates = Jinja2Templates(directory=str(PAGES / "templates"))
     app.state.templates = templates
+    app.include_router(pages_router)
     app.mount("/static", StaticFiles(directory=str(PAGES / "static")), name="static")
-
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def index(request: Request) -> HTMLResponse:
-        return templates.TemplateResponse(request, "index.html", {"version": __version__})
