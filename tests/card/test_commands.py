@@ -116,6 +116,27 @@ def test_new_without_ca_setup(capsys: pytest.CaptureFixture[str], photo: Path, t
     assert CardStore(tmp_path / "cards").ids() == []
 
 
+def test_new_delivered_card_for_the_counter(capsys: pytest.CaptureFixture[str], photo: Path, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JPKI_DATA_DIR", str(tmp_path))  # no CA set up: a delivered card needs none
+    code, _, err = run(capsys, "card", "new", "--delivered", "--id", "counter1", "--photo", str(photo),
+                       "--auth-pin", "1234")
+    assert code == 2 and "no holder PINs" in err and not CardStore(tmp_path / "cards").exists("counter1")
+    code, out, _ = run(capsys, "card", "new", "--delivered", "--id", "counter1", "--photo", str(photo), "--json")
+    assert code == 0
+    facts = json.loads(out)
+    state = CardStore(tmp_path / "cards").load("counter1")
+    assert facts["diversification_data"] == state.kdd.hex() and facts["card_id"] == "counter1"
+    assert "jpki" not in state.keys and state.pin("jpki", layout.JPKI_AUTH_PIN) is None
+    # made with the server's issuer master key (<data_dir>/issuer-keys), so counter issuance can open a session
+    from jpki_remote.card.issuer import IssuerSession
+    from jpki_remote.issuer_keys import FileIssuerKeys
+
+    master = FileIssuerKeys(tmp_path / "issuer-keys").master_key(0)
+    with IssuerSession(CardStore(tmp_path / "cards").open("counter1"), master) as issuer:
+        assert issuer.status().lifecycle == "personalised"
+
+
 def test_under_15_gets_no_signature_certificate(capsys: pytest.CaptureFixture[str], data_dir: Path,
                                                  photo: Path) -> None:
     code, out, _ = run(capsys, "card", "new", "--id", "kid", "--photo", str(photo), "--birth-date", "2016-04-01")

@@ -385,12 +385,14 @@ def _new_delivered(args: argparse.Namespace, settings: Any, store: Any, card_id:
 
 
 def issuer_master_key(settings: Any) -> bytes:
-    """The issuer's SCP03 master key (version 0) the server will use for this card's renewals and PIN resets."""
+    """The issuer's SCP03 master key (version 0) the server will use for this card's renewals and PIN resets:
+    ``<data_dir>/issuer-keys`` (:mod:`jpki_remote.issuer_keys`), created on first use."""
+    from jpki_remote.issuer_keys import IssuerKeyError, issuer_keys_from_settings
+
     try:
-        from jpki_remote.procedures.ports import FileIssuerKeys
-    except ImportError as exc:  # pragma: no cover - the procedures package owns the key file
-        raise CommandError(f"the issuer key store is not available: {exc}") from exc
-    return FileIssuerKeys(settings.data_dir / "keys").master_key(0)
+        return issuer_keys_from_settings(settings).master_key(0)
+    except (IssuerKeyError, OSError) as exc:
+        raise CommandError(f"the issuer master key is not usable: {exc}") from exc
 
 
 # ---- list / show ---------------------------------------------------------------------------------------------------
