@@ -16,7 +16,6 @@ import argparse
 import contextlib
 import datetime as dt
 import json
-import os
 import re
 import secrets
 import signal
@@ -166,19 +165,14 @@ def check_known(store: Any, card_id: str) -> None:
 
 @contextlib.contextmanager
 def card_in_use(store: Any, card_id: str) -> Iterator[None]:
-    """Hold the card for this process (one reader at a time): a second ``insert``/``apdu`` on it is refused."""
-    import fcntl
+    """Hold the card for this process (``CardStore.lock``): a second ``insert``/``apdu``/agent on it is refused."""
+    from jpki_remote.card.store import CardInUseError
 
-    path = Path(store.directory) / f".{card_id}.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise CommandError(f"card {card_id} is in use by another process (inserted in a reader?)") from None
-        yield
-    finally:
-        os.close(fd)
+        with store.lock(card_id):
+            yield
+    except CardInUseError as exc:
+        raise CommandError(str(exc)) from None
 
 
 # ---- new -----------------------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ Layout of ``directory``::
 
     .storage-key          32 random bytes, mode 0600 — seals the secrets inside every state file
     <card_id>.card        JSON state (see :mod:`jpki_remote.card.state`)
+    .<card_id>.lock       lock file of :meth:`CardStore.lock` (holds the pid of the process using the card)
 
 A write goes to a temporary file in the same directory, is fsync'ed, renamed over the old file, and the directory is
 fsync'ed: a crash at any point leaves either the old or the new state, never a mix.
@@ -12,10 +13,12 @@ fsync'ed: a crash at any point leaves either the old or the new state, never a m
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import re
 import secrets
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,6 +32,16 @@ _CARD_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 class CardNotFoundError(KeyError):
     """No card with this id in the store."""
+
+
+class CardInUseError(RuntimeError):
+    """Another process (or another holder in this one) has the card: one reader at a time. ``pid``: who, if known."""
+
+    def __init__(self, card_id: str, pid: int | None) -> None:
+        who = f"process {pid}" if pid else "another process"
+        super().__init__(f"card {card_id} is in use by {who} (inserted in a reader, or a terminal agent?)")
+        self.card_id = card_id
+        self.pid = pid
 
 
 def _check_id(card_id: str) -> str:
@@ -134,6 +147,36 @@ class CardStore:
         self._write(state, exclusive=True)
         return self.open(state.card_id, keygen=keygen)
 
+    @contextlib.contextmanager
+    def lock(self, card_id: str, *, timeout: float = 0.0) -> Iterator[None]:
+        """Hold ``card_id`` for this process while the block runs: one process (one reader) per card.
+
+        An exclusive ``flock`` on ``.<card_id>.lock`` (it records the holder's pid). If another process — or another
+        ``lock`` of the same card in this process — holds it, wait up to ``timeout`` seconds, then raise
+        :class:`CardInUseError` naming the holder's pid. The kernel releases the lock when the holder exits, also on
+        a crash; the lock file itself stays (removing it would race with a waiting process).
+        """
+        path = self.directory / f".{_check_id(card_id)}.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            deadline = time.monotonic() + max(0.0, timeout)
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise CardInUseError(card_id, _holder_pid(path)) from None
+                    time.sleep(0.05)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            try:
+                yield
+            finally:
+                os.ftruncate(fd, 0)
+        finally:
+            os.close(fd)  # releases the lock
+
     def cleanup_temporaries(self) -> int:
         """Remove temp files left by a crash mid-write (they are never read). Returns how many were removed."""
         removed = 0
@@ -142,6 +185,14 @@ class CardStore:
                 tmp.unlink()
                 removed += 1
         return removed
+
+
+def _holder_pid(path: Path) -> int | None:
+    try:
+        text = path.read_text(encoding="ascii", errors="replace").strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
 
 
 def _fsync_dir(directory: Path) -> None:
