@@ -37,8 +37,15 @@ class SecWeb:
     key_dir: Path
     terminals: list[ServerClient] = field(default_factory=list)
 
-    def terminal(self, kind: str, name: str | None = None) -> ServerClient:
-        name = name or f"{kind}-{len(self.terminals)}"
+    def client_from(self, address: str) -> TestClient:
+        """A client whose requests come from ``address`` (the per-address rate limits see distinct clients)."""
+        return TestClient(self.client.app, raise_server_exceptions=False, client=(address, 40000))
+
+    def terminal(self, kind: str, name: str | None = None, *, client: TestClient | None = None) -> ServerClient:
+        """A registered, authenticated terminal; by default on its own client address (10.x.y.z)."""
+        number = len(self.terminals) + 1
+        name = name or f"{kind}-{number}"
+        client = client or self.client_from(f"10.{number // 65536 % 256}.{number // 256 % 256}.{number % 256}")
         key = load_or_create_key(self.key_dir / f"{name}.key")
         with self.world.db.session() as s:
             row = register_terminal(
@@ -49,7 +56,7 @@ class SecWeb:
                 municipality_code=MUNICIPALITY if kind == "counter" else None,
             )
             terminal_id = row.id
-        server = ServerClient("http://testserver", terminal_id, key, http=self.client)
+        server = ServerClient("http://testserver", terminal_id, key, http=client)
         server.authenticate()
         self.terminals.append(server)
         return server
