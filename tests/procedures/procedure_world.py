@@ -26,6 +26,7 @@ from jpki_remote.procedures.engine import Engine
 from jpki_remote.procedures.legal_flow import LegalFlow
 from jpki_remote.procedures.ports import AuditLogPort, Ports, ProofingNotices, StaticIssuerKeys
 from jpki_remote.proofing.codes import SecurityCodes
+from jpki_remote.proofing.limits import Limits
 from jpki_remote.registry import service as registry
 from jpki_remote.store import Database
 from jpki_remote.terminal.agent import AgentCore, ScriptedPinPad, drive
@@ -184,6 +185,7 @@ def make_world(db: Database, tmp_path: Path, faces_dir: Path) -> World:
         notices=ProofingNotices(db, settings),
         audit=AuditLogPort(audit),
         legal_flow=LegalFlow(db, ca, tmp_path / "messaging"),
+        limits=Limits.from_settings(settings, db, audit=audit),
     )
     photo = sorted((faces_dir / "amy_adams").iterdir())[0].read_bytes()
     return World(db, settings, ca, master, ports, audit, photo)

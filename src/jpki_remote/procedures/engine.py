@@ -41,6 +41,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from jpki_remote.procedures import card_issuer, card_public
+from jpki_remote.procedures.attempts import LockedOutError, check_attempt
 from jpki_remote.procedures.conversation import (
     ConversationError,
     RunOutcome,
@@ -63,7 +64,6 @@ _AUDIT_BUFFER: ContextVar[list[dict[str, Any]] | None] = ContextVar("procedure_a
 SCRIPTS: dict[str, Callable[..., dict[str, Any]]] = {**card_public.SCRIPTS, **card_issuer.SCRIPTS}
 CHALLENGE_CONTEXT = b"jpki-remote card challenge v1\x00"
 IDLE_TIMEOUT = timedelta(minutes=15)
-MAX_FACE_ATTEMPTS = 5
 MAX_ADVANCE = 32
 SW_BLOCKED = {0x63C0, 0x6984, 0x6983}
 TERMINAL_CHANNELS = {"kiosk": Channel.KIOSK, "app": Channel.ONLINE, "counter": Channel.COUNTER}
@@ -216,8 +216,10 @@ class Engine:
         terminal_kind: str | None = None,
         actor: str | None = None,
         options: dict[str, Any] | None = None,
+        address: str | None = None,
     ) -> dict[str, Any]:
-        """Open a procedure. Raises :class:`ProcedureError` (not_allowed, card_busy, invalid_request)."""
+        """Open a procedure. Raises :class:`ProcedureError` (not_allowed, card_busy, invalid_request) or
+        :class:`LockedOutError` (locked_out / rate_limited: the limits on starts per card, terminal, ``address``)."""
         options = dict(options or {})
         try:
             rule = self.policy.rule(kind, target, channel)
@@ -234,6 +236,18 @@ class Engine:
                 raise ProcedureError("invalid_request", 422) from None
         elif rule.procedure not in (ProcedureKind.REGISTRY_EVENT,):
             raise ProcedureError("invalid_request", 422)
+        try:
+            check_attempt(
+                self.ports.limits,
+                "procedure_start",
+                channel=rule.channel.value,
+                card_id=card_id,
+                terminal_id=terminal_id,
+                address=address,
+            )
+        except LockedOutError as exc:
+            self._audit_refused_start(rule, card_id, terminal_id, exc.code)
+            raise
         card_proof = self._choose_card_proof(rule, options.get("known_pin"))
         plan = build_plan(rule, card_proof)
         stamp = self.now()
@@ -362,6 +376,18 @@ class Engine:
             raise ProcedureError("card_busy", 409) from None
         self._audit(proc, "start", "info")
         return self.record_staff_check(proc.id, staff_id, documents)
+
+    def _audit_refused_start(self, rule: Any, card_id: str | None, terminal_id: str | None, reason: str) -> None:
+        self._write_audit(
+            {
+                "actor": f"holder:{card_id}" if card_id else "system",
+                "event_type": f"{rule.procedure.value}.start",
+                "outcome": "failure",
+                "terminal_id": terminal_id,
+                "procedure_id": None,
+                "detail": {"channel": rule.channel.value, "target": rule.target, "reason": reason},
+            }
+        )
 
     def _choose_card_proof(self, rule: Any, known_pin: object) -> str | None:
         """Which card proof this run uses: the one the policy asks for, or the holder's choice among alternatives."""
@@ -1199,7 +1225,23 @@ class Engine:
             raise ProcedureError("proof_not_required", 409)
         return proc
 
-    def request_code(self, procedure_id: str, terminal_id: str | None) -> dict[str, Any]:
+    def _limit(self, proc: Procedure, kind: str, terminal_id: str | None, address: str | None) -> int | None:
+        """Count one attempt; a lockout ends the procedure (audited) and raises :class:`LockedOutError`."""
+        try:
+            return check_attempt(
+                self.ports.limits,
+                kind,
+                channel=proc.channel,
+                card_id=proc.card_id,
+                terminal_id=terminal_id or proc.terminal_id,
+                address=address,
+            ).remaining
+        except LockedOutError as exc:
+            self._audit(proc, "limits", "failure", attempt_kind=kind, reason=exc.code)
+            self._fail(proc.id, exc.code)
+            raise
+
+    def request_code(self, procedure_id: str, terminal_id: str | None, *, address: str | None = None) -> dict[str, Any]:
         with self._tx() as session:
             proc = self._proof_target(session, procedure_id, terminal_id, Proof.SECURITY_CODE.value)
             if proc.resident_id is None:
@@ -1208,6 +1250,10 @@ class Engine:
             kind = proc.kind
         if not contacts or self.ports.codes is None:
             raise ProcedureError("no_contact", 409)
+        try:
+            self._limit(proc, "code_attempt", terminal_id, address)
+        except LockedOutError:
+            return self.view(procedure_id)
         contact = sorted(contacts, key=lambda c: 0 if c.kind.value == "mobile" else 1)[0]
         from jpki_remote.proofing.codes import CodeIssueRefused
 
@@ -1227,12 +1273,20 @@ class Engine:
         self._audit(proc, "code_sent", "success", contact_kind=contact.kind.value)
         return self.view(procedure_id)
 
-    def verify_code(self, procedure_id: str, terminal_id: str | None, entered: object) -> dict[str, Any]:
+    def verify_code(
+        self, procedure_id: str, terminal_id: str | None, entered: object, *, address: str | None = None
+    ) -> dict[str, Any]:
         with self._tx() as session:
             proc = self._proof_target(session, procedure_id, terminal_id, Proof.SECURITY_CODE.value)
             kind = proc.kind
+            attempts = int((proc.data or {}).get("code_attempts", 0)) + 1
+            self._set_data(proc, code_attempts=attempts)
         if self.ports.codes is None:
             raise ProcedureError("no_contact", 409)
+        try:
+            self._limit(proc, "code_attempt", terminal_id, address)
+        except LockedOutError:
+            return self.view(procedure_id)
         outcome = self.ports.codes.verify(procedure_id, kind, entered)
         status = str(getattr(outcome.status, "value", outcome.status))
         self._audit(
@@ -1256,8 +1310,11 @@ class Engine:
         view["code_tries_left"] = outcome.tries_left
         return view
 
-    def submit_face(self, procedure_id: str, terminal_id: str | None, frames: Sequence[bytes]) -> dict[str, Any]:
-        """Frames of a live capture (JPEG/PNG bytes, in order, covering the liveness challenge)."""
+    def submit_face(
+        self, procedure_id: str, terminal_id: str | None, frames: Sequence[bytes], *, address: str | None = None
+    ) -> dict[str, Any]:
+        """Frames of a live capture (JPEG/PNG bytes, in order, covering the liveness challenge). Every capture is
+        one ``face_attempt`` under the limits, counted before the comparison; a lockout ends the procedure."""
         with self._tx() as session:
             proc = self._load(session, procedure_id)
             self._check_terminal(proc, terminal_id)
@@ -1278,6 +1335,12 @@ class Engine:
             self._touch(proc)
         if self.ports.face is None:
             raise ProcedureError("face_refused", 503)
+        try:
+            remaining = self._limit(proc, "face_attempt", terminal_id, address)
+        except LockedOutError as exc:
+            view = self.view(procedure_id)
+            view["face_result"] = {"reason": exc.code, "attempts_left": 0}
+            return view
         result = self.ports.face.verify(
             frames,
             card_photo=data.get("card_photo"),
@@ -1300,10 +1363,8 @@ class Engine:
             return self._advance(procedure_id)
         if not result.retry_allowed:
             self._fail(procedure_id, "face_refused")
-        elif attempts >= MAX_FACE_ATTEMPTS:
-            self._fail(procedure_id, "face_limit")
         view = self.view(procedure_id)
-        view["face_result"] = {"reason": result.reason, "attempts_left": max(0, MAX_FACE_ATTEMPTS - attempts)}
+        view["face_result"] = {"reason": result.reason, "attempts_left": remaining}
         if view["status"] == "active":
             view["message"] = message("face_retry")
         return view

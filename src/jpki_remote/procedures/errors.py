@@ -69,6 +69,14 @@ MESSAGES: dict[str, tuple[str, str]] = {
     ),
     "card_mismatch": ("手続を始めたカードと異なります。", "This is not the card the procedure started with."),
     "internal": ("システムエラーが発生しました。", "A system error occurred."),
+    "locked_out": (
+        "確認の回数が上限に達したため、この端末ではお手続きできません。お住まいの市区町村の窓口へお越しください。",
+        "Too many attempts: this procedure cannot be done here. Please visit your municipal office counter.",
+    ),
+    "rate_limited": (
+        "試行回数が上限に達しました。しばらく時間をおいてからお試しください。",
+        "Too many attempts from here. Please try again later.",
+    ),
 }
 
 

@@ -258,6 +258,7 @@ class Ports:
     notices: NoticePort | None = None
     audit: AuditPort | None = None
     legal_flow: Any = None  # jpki_remote.procedures.legal_flow.LegalFlow
+    limits: Any = None  # jpki_remote.proofing.limits.Limits (None: no rate limits — tests and tools only)
 
 
 def default_ports(db: Database, settings: Settings) -> Ports:
@@ -266,14 +267,17 @@ def default_ports(db: Database, settings: Settings) -> Ports:
     from jpki_remote.ca.keystore import open_keystore
     from jpki_remote.procedures.legal_flow import LegalFlow
     from jpki_remote.proofing.codes import SecurityCodes
+    from jpki_remote.proofing.limits import Limits
 
     ca = CertificateAuthority(db, open_keystore(settings), settings)
     audit: AuditPort | None = None
+    audit_log = None
     try:
         from jpki_remote.audit.log import AuditLog
         from jpki_remote.audit.signing import signer_from_settings
 
-        audit = AuditLogPort(AuditLog(db, signer_from_settings(settings)))
+        audit_log = AuditLog(db, signer_from_settings(settings))
+        audit = AuditLogPort(audit_log)
     except (ImportError, AttributeError) as exc:
         log.warning("audit log not available (%s): procedure events are not audited", exc)
     return Ports(
@@ -284,6 +288,7 @@ def default_ports(db: Database, settings: Settings) -> Ports:
         notices=ProofingNotices(db, settings),
         audit=audit,
         legal_flow=LegalFlow(db, ca, settings.data_dir / "messaging-keys"),
+        limits=Limits.from_settings(settings, db, audit=audit_log),
     )
 
 

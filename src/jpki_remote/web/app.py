@@ -10,7 +10,8 @@ JSON API under ``/api/v1`` (OpenAPI at ``/api/v1/openapi.json``, docs at ``/api/
   ``POST …/code/verify``, ``POST …/cancel``;
 * counter (counter terminals) — ``POST /counter/procedures``, ``POST /counter/procedures/{id}/staff-check``,
   ``POST /counter/issuance`` (new card: the holder then sets the PINs through the agent),
-  ``POST /counter/registry-events``;
+  ``POST /counter/registry-events``, ``GET /registry/cards/{card_id}/limits`` and
+  ``POST /registry/cards/{card_id}/unlock`` (staff lift a lockout of the rate limits, audited);
 * admin (bearer admin token) — ``GET /admin/policy``, ``GET /admin/audit``, ``GET /admin/audit/{seq}/proof``,
   ``POST /admin/recover``.
 
@@ -19,6 +20,12 @@ its own prefix. ``web/pages`` holds the templates and static files of the HTML p
 
 Every error is JSON with a stable code and a Japanese and English message; request bodies are capped; a procedure
 is visible only to the terminal that started it, and starting one answers the same for any well-formed card id.
+
+Rate limits (:mod:`jpki_remote.procedures.attempts`) count procedure starts, face captures and security-code sends
+and entries per card, terminal and client address (:mod:`jpki_remote.web.client_address`; ``X-Forwarded-For`` only
+from ``JPKI_TRUSTED_PROXIES``). A lockout answers 429 with code ``locked_out`` (card: "please visit the counter") or
+``rate_limited`` (terminal/address: "try again later") — the same for unknown and known cards; a lockout in the
+middle of a procedure ends it, and its view carries the same error.
 """
 
 import base64
@@ -45,6 +52,7 @@ from jpki_remote.store import Database
 from jpki_remote.terminal import service as terminals
 from jpki_remote.terminal.models import SessionRole, Terminal, TerminalKind
 from jpki_remote.web import schemas
+from jpki_remote.web.client_address import client_address, parse_trusted
 from jpki_remote.web.errors import ApiError, error_body, install_error_handlers
 
 log = logging.getLogger(__name__)
@@ -129,6 +137,11 @@ def create_app(
 
     database = db or Database(settings.effective_database_url)
     state: dict[str, Any] = {"engine": engine}
+    parse_trusted(settings.trusted_proxies)  # a bad JPKI_TRUSTED_PROXIES stops the start, not the first request
+
+    def address_of(request: Request) -> str | None:
+        peer = request.client.host if request.client else None
+        return client_address(peer, request.headers.get("x-forwarded-for"), settings.trusted_proxies)
 
     def get_engine() -> Engine:
         if state["engine"] is None:
@@ -243,7 +256,7 @@ def create_app(
     channel_of = {TerminalKind.KIOSK: "kiosk", TerminalKind.APP: "online", TerminalKind.COUNTER: "counter"}
 
     @api.post("/procedures", status_code=201, tags=["procedures"])
-    def start(body: schemas.StartRequest, who: Annotated[Caller, Depends(caller)]) -> dict:
+    def start(body: schemas.StartRequest, who: Annotated[Caller, Depends(caller)], request: Request) -> dict:
         return get_engine().start(
             kind=body.kind,
             target=body.target,
@@ -252,6 +265,7 @@ def create_app(
             terminal_id=who.terminal_id,
             terminal_kind=who.kind.value,
             options={"known_pin": body.known_pin} if body.known_pin else None,
+            address=address_of(request),
         )
 
     @api.get("/procedures/{procedure_id}", tags=["procedures"])
@@ -281,24 +295,26 @@ def create_app(
             del pin
 
     @api.post("/procedures/{procedure_id}/face", tags=["procedures"])
-    def face(procedure_id: str, body: schemas.FaceRequest, who: Annotated[Caller, Depends(caller)]) -> dict:
+    def face(
+        procedure_id: str, body: schemas.FaceRequest, who: Annotated[Caller, Depends(caller)], request: Request
+    ) -> dict:
         frames = [base64.b64decode(f.split(",", 1)[-1], validate=False) for f in body.frames]
         if any(len(f) > settings.max_request_bytes for f in frames):
             raise ApiError(413)
         try:
-            return get_engine().submit_face(procedure_id, who.terminal_id, frames)
+            return get_engine().submit_face(procedure_id, who.terminal_id, frames, address=address_of(request))
         finally:
             frames.clear()  # the images are not kept beyond the comparison
 
     @api.post("/procedures/{procedure_id}/code/request", tags=["procedures"])
-    def code_request(procedure_id: str, who: Annotated[Caller, Depends(caller)]) -> dict:
-        return get_engine().request_code(procedure_id, who.terminal_id)
+    def code_request(procedure_id: str, who: Annotated[Caller, Depends(caller)], request: Request) -> dict:
+        return get_engine().request_code(procedure_id, who.terminal_id, address=address_of(request))
 
     @api.post("/procedures/{procedure_id}/code/verify", tags=["procedures"])
     def code_verify(
-        procedure_id: str, body: schemas.CodeVerifyRequest, who: Annotated[Caller, Depends(caller)]
+        procedure_id: str, body: schemas.CodeVerifyRequest, who: Annotated[Caller, Depends(caller)], request: Request
     ) -> dict:
-        return get_engine().verify_code(procedure_id, who.terminal_id, body.code)
+        return get_engine().verify_code(procedure_id, who.terminal_id, body.code, address=address_of(request))
 
     @api.post("/procedures/{procedure_id}/cancel", tags=["procedures"])
     def cancel(procedure_id: str, who: Annotated[Caller, Depends(caller)]) -> dict:
@@ -389,6 +405,40 @@ def create_app(
             if row is not None:
                 row.procedure_id = reply["id"]
         return {"event_id": event_id, "procedure": reply}
+
+    def staff_card(card_id: str, who: Caller) -> Any:
+        """The limits of a card, for counter staff of the card's municipality (staff may know a card exists)."""
+        from jpki_remote.registry import service as registry
+
+        limits = get_engine().ports.limits
+        if limits is None:
+            raise ApiError(503)
+        with database.session() as session:
+            card = registry.get_card(session, card_id) if 1 <= len(card_id) <= 32 else None
+            if card is None or (who.municipality_code and card.municipality_code != who.municipality_code):
+                raise ApiError(404)
+        return limits
+
+    def _lockouts(locks: list[Any]) -> list[dict[str, Any]]:
+        return [
+            {"scope": str(lock.scope), "reason": lock.reason, "until": lock.until.isoformat(timespec="seconds")}
+            for lock in locks
+        ]
+
+    @api.get("/registry/cards/{card_id}/limits", tags=["counter"])
+    def card_limits(card_id: str, who: Annotated[Caller, Depends(counter)]) -> dict:
+        locks = staff_card(card_id, who).status(card_id=card_id)
+        return {"card_id": card_id, "locked": bool(locks), "lockouts": _lockouts(locks)}
+
+    @api.post("/registry/cards/{card_id}/unlock", tags=["counter"])
+    def unlock(card_id: str, body: schemas.UnlockRequest, who: Annotated[Caller, Depends(counter)]) -> dict:
+        """Staff lift the card's lockout after checking the holder's ID documents (``Limits.lift``, audited)."""
+        limits = staff_card(card_id, who)
+        note = "documents checked: " + ",".join(body.documents)
+        lifted = limits.lift(
+            card_id=card_id, staff_id=f"staff:{body.staff_id}", counter_terminal=who.terminal_id, note=note
+        )
+        return {"card_id": card_id, "lifted": _lockouts(lifted), "locked": False}
 
     # ---- admin -----------------------------------------------------------------------------------------------
     @api.get("/admin/policy", tags=["admin"], dependencies=[Depends(admin)])

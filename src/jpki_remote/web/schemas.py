@@ -95,3 +95,13 @@ class IssuanceRequest(Strict):
     ]
     photo: B64 | None = None
     contacts: Annotated[list[ContactIn], Field(max_length=5)] = []
+
+
+class UnlockRequest(Strict):
+    """Counter staff lifting a lockout: who, and which ID documents they checked (types only, never numbers)."""
+
+    staff_id: Annotated[StrictStr, Field(min_length=1, max_length=64, pattern=r"^[\w.@-]+$")]
+    documents: Annotated[
+        list[Annotated[StrictStr, Field(min_length=1, max_length=40, pattern=r"^[A-Za-z_.-]+$")]],
+        Field(min_length=1, max_length=5),
+    ]
