@@ -1,0 +1,212 @@
+"""No enumeration (ARCHITECTURE §4, OWASP ASVS 5.0 6.3.8): nothing a terminal can send before the card has proved
+possession may tell whether a card, a resident or another terminal's procedure exists — not the status, not the
+body, and (measured, printed) not the response time.
+"""
+
+from __future__ import annotations
+
+import secrets
+import statistics
+import time
+from typing import Any
+
+import pytest
+from secworld import API, SecWeb
+
+from jpki_remote.terminal.client import ServerClient
+
+VOLATILE = {"id", "expires_at"}
+
+
+def _unknown_card_id() -> str:
+    return "9" + "".join(secrets.choice("0123456789") for _ in range(14))
+
+
+def _stable(response: Any) -> tuple[int, Any]:
+    body = response.json()
+    if isinstance(body, dict):
+        body = {k: v for k, v in body.items() if k not in VOLATILE}
+        if isinstance(body.get("exchange"), dict):
+            body["exchange"] = {k: v for k, v in body["exchange"].items() if k != "seq"}
+    return response.status_code, body
+
+
+def _start(web: SecWeb, terminal: ServerClient, kind: str, target: str, card_id: str, **extra: Any) -> Any:
+    return terminal.http.post(
+        f"{API}/procedures",
+        json={"kind": kind, "target": target, "card_id": card_id, **extra},
+        headers=web.auth(terminal),
+    )
+
+
+def _cancel(web: SecWeb, terminal: ServerClient, response: Any) -> None:
+    if response.status_code == 201:
+        terminal.http.post(f"{API}/procedures/{response.json()['id']}/cancel", headers=web.auth(terminal))
+
+
+REMOTE_STARTS = [
+    ("kiosk", "renewal", "certificates", {}),
+    ("app", "renewal", "certificates", {}),
+    ("kiosk", "pin_reset", "sign_password", {}),
+    ("app", "pin_reset", "auth_pin", {}),
+    ("kiosk", "pin_reset", "residence_pin", {"known_pin": "sign_password"}),
+    ("app", "pin_reset", "text_pin", {}),
+    ("kiosk", "pin_change", "auth_pin", {}),
+    ("app", "pin_change", "sign_password", {}),
+    ("kiosk", "revocation", "signature", {}),
+    ("app", "revocation", "all", {}),
+    ("app", "loss_report", "card", {}),
+]
+
+
+@pytest.mark.parametrize(("terminal_kind", "kind", "target", "extra"), REMOTE_STARTS)
+def test_starting_answers_the_same_for_known_and_unknown_cards(
+    module_web: SecWeb, terminal_kind: str, kind: str, target: str, extra: dict[str, Any]
+) -> None:
+    web = module_web
+    issued = web.world.issue_card()
+    terminal = web.terminal(terminal_kind)
+    known = _start(web, terminal, kind, target, issued.card_id, **extra)
+    _cancel(web, terminal, known)
+    unknown = _start(web, terminal, kind, target, _unknown_card_id(), **extra)
+    _cancel(web, terminal, unknown)
+    assert known.status_code in (201, 403), known.text
+    assert _stable(known) == _stable(unknown)
+
+
+def test_counter_start_answers_the_same_for_known_and_unknown_cards(module_web: SecWeb) -> None:
+    web = module_web
+    issued = web.world.issue_card()
+    counter = web.terminal("counter")
+    answers = []
+    for card_id in (issued.card_id, _unknown_card_id()):
+        response = counter.http.post(
+            f"{API}/counter/procedures",
+            json={"kind": "renewal", "target": "certificates", "card_id": card_id, "staff_id": "staff-1"},
+            headers=web.auth(counter),
+        )
+        _cancel(web, counter, response)
+        answers.append(_stable(response))
+    assert answers[0] == answers[1]
+
+
+@pytest.mark.xfail(strict=True, reason="finding S-11: a resident of another municipality answers 404 not_found, an "
+                   "unknown one 404 resident_unknown (web/app.py registry_event: ApiError(404) vs exc.code)")
+def test_registry_event_for_another_municipality_looks_like_an_unknown_resident(module_web: SecWeb) -> None:
+    """A counter terminal only sees its own municipality's residents; others read exactly like unknown ones."""
+    from jpki_remote.registry import service as registry
+
+    web = module_web
+    with web.world.db.session() as s:
+        if s.get(registry.Municipality, "271004") is None:
+            registry.create_municipality(s, "27100", "大阪市", "大阪府")
+        from datetime import date
+
+        other = registry.add_resident(
+            s, "271004", family_name="他市", given_name="太郎", address="大阪府大阪市北区中之島1-3-20",
+            birth_date=date(1970, 1, 1), sex=1,
+        ).id
+    counter = web.terminal("counter")
+    body = {"kind": "address_changed", "changes": {"address": "x"}, "staff_id": "s1", "documents": ["passport"]}
+    answers = [
+        _stable(counter.http.post(f"{API}/counter/registry-events", json={**body, "resident_id": resident},
+                                  headers=web.auth(counter)))
+        for resident in (other, "r" + secrets.token_hex(8))
+    ]
+    assert answers[0] == answers[1]
+    assert answers[0][0] == 404
+
+
+@pytest.mark.xfail(strict=True, reason="finding S-5: a card with a procedure running elsewhere answers 409 card_busy, "
+                   "an unknown card id 201 (procedures/engine.py start: IntegrityError -> card_busy)")
+def test_a_card_busy_elsewhere_is_not_revealed(module_web: SecWeb) -> None:
+    """Anyone with a terminal learns that a card id exists (and is in use right now) from the start answer alone —
+    and, holding it busy, keeps the holder from any remote procedure (see docs/security.md S-5)."""
+    web = module_web
+    issued = web.world.issue_card()
+    somewhere, prober = web.terminal("kiosk"), web.terminal("app")
+    assert _start(web, somewhere, "renewal", "certificates", issued.card_id).status_code == 201
+    known = _start(web, prober, "pin_change", "auth_pin", issued.card_id)
+    unknown = _start(web, prober, "pin_change", "auth_pin", _unknown_card_id())
+    _cancel(web, prober, known)
+    _cancel(web, prober, unknown)
+    assert _stable(known) == _stable(unknown)
+
+
+def test_another_terminals_procedure_reads_like_a_missing_one(module_web: SecWeb) -> None:
+    web = module_web
+    issued = web.world.issue_card()
+    owner, other = web.terminal("kiosk"), web.terminal("kiosk")
+    pid = _start(web, owner, "pin_change", "auth_pin", issued.card_id).json()["id"]
+    missing = secrets.token_hex(16)
+    for method, suffix, payload in (
+        ("GET", "", None),
+        ("POST", "/exchange", {"responses": []}),
+        ("POST", "/code/request", None),
+        ("POST", "/code/verify", {"code": "123456"}),
+        ("POST", "/face", {"frames": ["AAAA"]}),
+        ("POST", "/cancel", None),
+    ):
+        answers = [
+            _stable(other.http.request(method, f"{API}/procedures/{p}{suffix}", json=payload, headers=web.auth(other)))
+            for p in (pid, missing)
+        ]
+        assert answers[0] == answers[1], (suffix, answers)
+        assert answers[0][0] == 404
+    # and the owner's procedure was not disturbed by any of it
+    assert owner._call("GET", f"/procedures/{pid}")["status"] == "active"
+
+
+def test_terminal_challenge_and_session_do_not_reveal_terminals(module_web: SecWeb) -> None:
+    web = module_web
+    kiosk = web.terminal("kiosk")
+    answers = []
+    for terminal_id in (kiosk.terminal_id, "t" + secrets.token_hex(12)):
+        challenge = web.client.post(f"{API}/terminals/challenge", json={"terminal_id": terminal_id})
+        assert challenge.status_code == 200
+        session = web.client.post(
+            f"{API}/terminals/session",
+            json={"terminal_id": terminal_id, "nonce": challenge.json()["nonce"], "signature": "A" * 86},
+        )
+        answers.append(_stable(session))
+    assert answers[0] == answers[1] and answers[0][0] == 401
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def test_start_timing_known_vs_unknown(sec_web: SecWeb, capsys: pytest.CaptureFixture[str]) -> None:
+    """Median and p95 of the start answer for known and unknown card ids, interleaved (printed, not asserted:
+    a shared 2-core machine is no place for timing bounds). Limits are off here: they never look a card up, so
+    they cost the same for both, and they would stop the run."""
+    web = sec_web
+    if hasattr(web.world.ports, "limits"):
+        web.world.ports.limits = None
+    cards = [web.world.issue_card() for _ in range(3)]
+    terminal = web.terminal("kiosk")
+    rounds = 60
+    timings: dict[str, list[float]] = {"known": [], "unknown": []}
+    statuses: set[tuple[str, int]] = set()
+    for i in range(rounds):
+        order = [("known", cards[i % len(cards)].card_id), ("unknown", _unknown_card_id())]
+        if i % 2:
+            order.reverse()
+        for label, card_id in order:
+            began = time.perf_counter()
+            response = _start(web, terminal, "pin_change", "auth_pin", card_id)
+            timings[label].append((time.perf_counter() - began) * 1000)
+            statuses.add((label, response.status_code))
+            _cancel(web, terminal, response)
+    median = {k: statistics.median(v) for k, v in timings.items()}
+    p95 = {k: _percentile(v, 0.95) for k, v in timings.items()}
+    with capsys.disabled():
+        print(
+            f"\nenumeration timing, POST /procedures (pin_change), {rounds} each, interleaved: "
+            f"known median {median['known']:.2f} ms p95 {p95['known']:.2f} ms; "
+            f"unknown median {median['unknown']:.2f} ms p95 {p95['unknown']:.2f} ms; "
+            f"difference median {median['known'] - median['unknown']:+.2f} ms "
+            f"p95 {p95['known'] - p95['unknown']:+.2f} ms"
+        )
+    assert statuses == {("known", 201), ("unknown", 201)}
