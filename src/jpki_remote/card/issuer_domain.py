@@ -21,6 +21,16 @@ Our design (the real card's issuer commands are not public), GlobalPlatform SCP0
 
 A bad C-MAC (tampered or replayed command) ends the session: that command and every later one answer ``6982``
 until a new INITIALIZE UPDATE. Re-selecting any AP or resetting the card also ends it.
+
+Retry limit (like a GlobalPlatform card's authentication counter): every INITIALIZE UPDATE that returns a card
+cryptogram counts as a failed authentication — written to the card state *before* the answer leaves the card, so
+pulling the card mid-handshake gains nothing — and only a successful EXTERNAL AUTHENTICATE resets the count to 0.
+After :data:`ISSUER_AUTH_LIMIT` (10) failures in a row the issuer domain is locked **permanently**: every command to
+it (INITIALIZE UPDATE, EXTERNAL AUTHENTICATE, issuer commands) answers ``6983`` and no command resets it. The holder
+applets keep working (PINs, certificates, signatures), but the card can no longer be renewed or have a PIN reset —
+it must be replaced at the counter. Malformed INITIALIZE UPDATEs (wrong P1/P2/length, unknown key version) are
+refused before counting; an abandoned handshake (the host found the card cryptogram wrong: another card or another
+master key) counts.
 """
 
 from __future__ import annotations
@@ -59,6 +69,7 @@ SCP_ID = 0x03
 SCP_I_PARAM = 0x30  # R-MAC and R-ENC supported, random card challenge
 MAX_OBJECT = 65535
 LIFECYCLE_CODES = {LIFECYCLE_BLANK: 0x07, LIFECYCLE_PERSONALISED: 0x0F}
+ISSUER_AUTH_LIMIT = 10  # failed issuer authentications in a row before the issuer domain locks for good
 
 
 class IssuerDomain:
@@ -87,7 +98,16 @@ class IssuerDomain:
         return self.card.state
 
     # ---- entry ----------------------------------------------------------------------------------------------
+    @property
+    def locked(self) -> bool:
+        return self.state.issuer_auth_failures >= ISSUER_AUTH_LIMIT
+
     def process(self, cmd: CommandApdu) -> ResponseApdu:
+        # locked: nothing but the EXTERNAL AUTHENTICATE of the very attempt that reached the limit gets through
+        if self.locked and self._pending_auth is None and cmd.cla in (0x80, 0x84) and (
+                cmd.ins in ISSUER_INS or cmd.ins in (INS_INITIALIZE_UPDATE, INS_EXTERNAL_AUTHENTICATE)):
+            self.close_session()
+            raise ApduError(SW.AUTHENTICATION_METHOD_BLOCKED)
         if cmd.cla == 0x80 and cmd.ins == INS_INITIALIZE_UPDATE:
             return self._initialize_update(cmd)
         if cmd.cla == 0x84 and cmd.ins == INS_EXTERNAL_AUTHENTICATE:
@@ -113,12 +133,17 @@ class IssuerDomain:
     # ---- mutual authentication ------------------------------------------------------------------------------
     def _initialize_update(self, cmd: CommandApdu) -> ResponseApdu:
         self.close_session()
+        if self.locked:
+            raise ApduError(SW.AUTHENTICATION_METHOD_BLOCKED)
         if cmd.p2 != 0x00:
             raise ApduError(SW.INCORRECT_P1P2)
         if cmd.p1 not in (0x00, self.state.key_version):
             raise ApduError(SW.REFERENCED_DATA_NOT_FOUND)
         if len(cmd.data) != 8:
             raise ApduError(SW.WRONG_LENGTH)
+        # counted before a cryptogram leaves the card (the write happens before the answer); refunded on success
+        self.state.issuer_auth_failures += 1
+        self.card.mark_dirty()
         host_challenge = bytes(cmd.data)
         card_challenge = secrets.token_bytes(8)
         keys = scp03.session_keys(self.state.scp_keys, host_challenge, card_challenge)
@@ -143,6 +168,9 @@ class IssuerDomain:
         if not hmac.compare_digest(bytes(inner.data), expected):
             raise ApduError(SW.WARNING_NO_RETRY_LIMIT)  # 6300: host cryptogram wrong (GlobalPlatform)
         self._channel = channel
+        if self.state.issuer_auth_failures:
+            self.state.issuer_auth_failures = 0
+            self.card.mark_dirty()
         return ResponseApdu(b"", SW.OK)
 
     # ---- issuer commands (already unwrapped) ------------------------------------------------------------------

@@ -14,6 +14,7 @@ from typing import Any
 from cryptography import x509
 
 from jpki_remote.card import layout
+from jpki_remote.card.issuer_domain import ISSUER_AUTH_LIMIT
 from jpki_remote.card.state import CardState
 from jpki_remote.card.tlv import TlvError, parse_header
 
@@ -59,6 +60,8 @@ class CardView:
     pending_keys: list[str] = field(default_factory=list)
     pending_certificates: list[CertificateView] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    issuer_auth_failures: int = 0  # failed issuer authentications in a row
+    issuer_locked: bool = False  # the issuer domain refuses every session (6983): no remote renewal or PIN reset
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -95,7 +98,8 @@ def describe(state: CardState, now: dt.datetime | None = None) -> CardView:
     """The public view of ``state`` (reads only public parts: file contents of certificate EFs, retry counters)."""
     now = now or dt.datetime.now(dt.UTC)
     view = CardView(card_id=state.card_id, serial=state.serial, lifecycle=state.lifecycle,
-                    generation=state.generation)
+                    generation=state.generation, issuer_auth_failures=state.issuer_auth_failures,
+                    issuer_locked=state.issuer_auth_failures >= ISSUER_AUTH_LIMIT)
     for applet in layout.APPLETS:
         files = state.files.get(applet.name, {})
         present = [f"{fid:04X} {applet.efs[fid].name}" for fid in sorted(files)
@@ -129,7 +133,12 @@ def describe(state: CardState, now: dt.datetime | None = None) -> CardView:
 def render(view: CardView) -> str:
     """Human-readable text of a :class:`CardView`."""
     lines = [f"card {view.card_id}", f"  serial     {view.serial}", f"  lifecycle  {view.lifecycle}",
-             f"  writes     {view.generation}", "  certificates:"]
+             f"  writes     {view.generation}"]
+    if view.issuer_locked:
+        lines.append("  issuer     LOCKED (too many failed issuer authentications: no renewal or PIN reset)")
+    elif view.issuer_auth_failures:
+        lines.append(f"  issuer     {view.issuer_auth_failures} failed authentication(s) in a row")
+    lines.append("  certificates:")
     if not view.certificates:
         lines.append("    (none)")
     for cert in view.certificates:

@@ -57,6 +57,7 @@ class CardState:
     pending_keys: dict[int, bytes] = field(default_factory=dict)  # JPKI key fid -> PKCS#8 DER (secret)
     pending_certs: dict[int, bytes] = field(default_factory=dict)  # JPKI key fid -> certificate DER
     generation: int = 0  # incremented on every save: lets tests and tools see that a write happened
+    issuer_auth_failures: int = 0  # issuer authentications begun and not completed, in a row (issuer_domain)
 
     # ---- helpers --------------------------------------------------------------------------------------------
     def pin(self, applet: str, fid: int) -> PinRecord | None:
@@ -90,6 +91,7 @@ class CardState:
             "keys": {ap: sorted(f"{fid:04X}" for fid in ks) for ap, ks in sorted(self.keys.items())},
             "pending_keys": sorted(f"{fid:04X}" for fid in self.pending_keys),
             "pending_certificates": sorted(f"{fid:04X}" for fid in self.pending_certs),
+            "issuer_auth_failures": self.issuer_auth_failures,
         }
 
     # ---- serialisation --------------------------------------------------------------------------------------
@@ -112,6 +114,7 @@ class CardState:
             "key_version": self.key_version,
             "lifecycle": self.lifecycle,
             "generation": self.generation,
+            "issuer_auth_failures": self.issuer_auth_failures,
             "files": {ap: {f"{fid:04X}": _b64(d) for fid, d in efs.items()} for ap, efs in self.files.items()},
             "records": {ap: {f"{fid:04X}": [_b64(r) for r in recs] for fid, recs in rs.items()}
                         for ap, rs in self.records.items()},
@@ -139,6 +142,7 @@ class CardState:
                 key_version=int(doc["key_version"]),
                 lifecycle=str(doc["lifecycle"]),
                 generation=int(doc.get("generation", 0)),
+                issuer_auth_failures=int(doc.get("issuer_auth_failures", 0)),  # absent in files of older versions
                 files={ap: {int(fid, 16): _unb64(d) for fid, d in efs.items()} for ap, efs in doc["files"].items()},
                 records={ap: {int(fid, 16): [_unb64(r) for r in recs] for fid, recs in rs.items()}
                          for ap, rs in doc["records"].items()},
