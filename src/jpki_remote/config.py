@@ -75,6 +75,7 @@ class Settings:
     smtp_password: str = ""
     delivery_timeout_seconds: float = 10.0
     notification_max_attempts: int = 10  # then the notice is marked failed for an operator
+    notification_poll_seconds: int = 30  # how often `serve` retries pending notices (deliver_pending)
 
     # Audit log: Ed25519 key for signed tree heads (PEM, 0600); empty: <data_dir>/audit/signing-key.pem
     audit_signing_key: str = ""

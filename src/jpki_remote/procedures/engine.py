@@ -1092,8 +1092,8 @@ class Engine:
             self._journal(session, proc, "card_in_service", StepPhase.DONE)
 
     def _notify(self, proc: Procedure, contacts: list[Any]) -> int:
-        if self.ports.notices is None or not contacts:
-            return 0
+        if self.ports.notices is None or not contacts or proc.kind == ProcedureKind.ISSUANCE.value:
+            return 0  # issuance: the holder is at the counter (and the notices have no issuance text yet)
         event_kind = {"renewal": "renewal", "pin_reset": "pin_reset", "pin_change": "pin_change"}.get(
             proc.kind, "revocation"
         )

@@ -178,33 +178,44 @@ class NoticePort(Protocol):
 
 
 class ProofingNotices:
-    """Holder notices through the proofing package's delivery (same deliverer as the security codes)."""
+    """Holder notices through the retrying outbox of :func:`jpki_remote.proofing.notify.notify_holder`:
+    one durable row per contact is written first, then sent; a notice that cannot be sent now (SMTP down, gateway
+    busy) stays pending and is delivered later by ``deliver_pending`` — the background worker of ``serve`` or
+    ``jpki-remote notify deliver-pending`` from cron. The same event is never queued twice for one contact."""
 
-    def __init__(self, db: Database, settings: Settings) -> None:
+    def __init__(self, db: Database, settings: Settings, deliverer: Any = None) -> None:
         from jpki_remote.proofing.delivery.routing import deliverer_from_settings
 
-        self._deliverer = deliverer_from_settings(settings, db)
+        self._db = db
+        self._settings = settings
+        self._deliverer = deliverer if deliverer is not None else deliverer_from_settings(settings, db)
 
     def notify(self, contacts: Sequence[object], event: dict[str, Any]) -> int:
-        from jpki_remote.proofing.delivery.base import Contact
-        from jpki_remote.proofing.messages import EventKind, HolderEvent, notice_message
+        """Queue (and try to send) one notice per contact; returns how many were queued or sent."""
+        from jpki_remote.proofing.messages import EventKind, HolderEvent
+        from jpki_remote.proofing.notify import notify_holder
 
-        message = notice_message(
+        result = notify_holder(
+            contacts,
             HolderEvent(
                 kind=EventKind(event["kind"]),
                 procedure_id=event["procedure_id"],
                 channel=event.get("channel", "online"),
                 pin_kind=event.get("pin_kind"),
-            )
+            ),
+            db=self._db,
+            settings=self._settings,
+            deliverer=self._deliverer,
         )
-        sent = 0
-        for contact in contacts:
-            try:
-                self._deliverer.send(Contact.of(contact), message)
-                sent += 1
-            except Exception as exc:  # one failed contact must not hide the others
-                log.warning("notice to a %s contact failed: %s", getattr(contact, "kind", "?"), type(exc).__name__)
-        return sent
+        if result.pending or result.failed:
+            log.warning(
+                "procedure %s: %d notice(s) sent, %d pending retry, %d failed",
+                event["procedure_id"],
+                result.sent,
+                result.pending,
+                result.failed,
+            )
+        return result.sent + result.pending
 
 
 # ---- audit ------------------------------------------------------------------------------------------------------

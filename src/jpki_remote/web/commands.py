@@ -1,4 +1,6 @@
-"""`jpki-remote serve`: the web application (JSON API, OCSP/CRL, pages) under uvicorn."""
+"""`jpki-remote serve`: the web application (JSON API, OCSP/CRL, pages) under uvicorn, with its background tasks
+(:mod:`jpki_remote.web.background`); `jpki-remote notify deliver-pending`: one pass (or a loop) of the holder-notice
+retry worker, for deployments that run it from cron or as its own service."""
 
 from __future__ import annotations
 
@@ -13,35 +15,64 @@ def register(subparsers: argparse._SubParsersAction, bench: argparse._SubParsers
     parser.add_argument("--port", type=int, default=None, help="default: JPKI_PORT (8080)")
     parser.set_defaults(handler=_serve)
 
+    notify = subparsers.add_parser("notify", help="holder notices (お知らせ) after completed procedures")
+    notify_sub = notify.add_subparsers(dest="notify_command", required=True)
+    deliver = notify_sub.add_parser("deliver-pending", help="send the notices that are due (retries); cron-friendly")
+    deliver.add_argument("--limit", type=int, default=100, help="at most this many notices per pass (default 100)")
+    deliver.add_argument(
+        "--loop", type=float, default=0.0, metavar="SECONDS", help="repeat every SECONDS until stopped (default: once)"
+    )
+    deliver.set_defaults(handler=_deliver_pending)
+
 
 def _serve(args: argparse.Namespace) -> int:
-    import threading
-
     import uvicorn
 
     from jpki_remote.config import load_settings
     from jpki_remote.store import Database
     from jpki_remote.web.app import admin_token, create_app
+    from jpki_remote.web.background import server_tasks
 
     settings = load_settings()
     db = Database(settings.effective_database_url)
     db.create_schema()
     admin_token(settings)  # make sure it exists (printed location, never the token)
     app = create_app(settings, db=db)
-    stop = threading.Event()
-
-    def recover_periodically() -> None:  # stale procedures are finished or rolled back
-        while not stop.wait(60):
-            try:
-                app.state.get_engine().recover()
-            except Exception:  # noqa: S112 - logged by the engine; try again next minute
-                continue
-
-    worker = threading.Thread(target=recover_periodically, name="procedure-recovery", daemon=True)
-    worker.start()
+    background = server_tasks(db, settings, app.state.get_engine)
+    background.start()
     print(f"admin token in {settings.data_dir / 'admin-token'}" if not settings.admin_token else "admin token set")
     try:
         uvicorn.run(app, host=args.host or settings.host, port=args.port or settings.port, log_level="info")
     finally:
-        stop.set()
+        background.stop()
     return 0
+
+
+def _deliver_pending(args: argparse.Namespace) -> int:
+    import sys
+    import time
+
+    from jpki_remote.config import load_settings
+    from jpki_remote.proofing.notify import deliver_pending
+    from jpki_remote.store import Database
+
+    if args.limit < 1 or args.loop < 0:
+        print("error: --limit must be at least 1 and --loop not negative", file=sys.stderr)
+        return 2
+    settings = load_settings()
+    try:
+        db = Database(settings.effective_database_url)
+        db.create_schema()
+        while True:
+            report = deliver_pending(db=db, settings=settings, limit=args.limit)
+            print(
+                f"notices: {report.sent} sent, {report.retry_later} to retry later, {report.failed} failed", flush=True
+            )
+            if args.loop <= 0:
+                return 0
+            time.sleep(args.loop)
+    except KeyboardInterrupt:
+        return 0
+    except Exception as exc:  # one clear line for the operator (database down, bad delivery settings)
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
