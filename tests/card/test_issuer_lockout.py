@@ -102,3 +102,15 @@ def test_malformed_initialize_update_is_not_counted(made) -> None:
     assert store.load(created.card_id).issuer_auth_failures == 0
     state = store.load(created.card_id)
     assert state.public_summary()["issuer_auth_failures"] == 0
+
+
+def test_state_files_without_the_counter_still_load(made) -> None:
+    import json
+
+    created, store = made
+    initialize_update(created.card)
+    path = store.path(created.card_id)
+    doc = json.loads(path.read_bytes())
+    assert doc.pop("issuer_auth_failures") == 1
+    path.write_text(json.dumps(doc))  # a file written before the counter existed
+    assert store.load(created.card_id).issuer_auth_failures == 0
