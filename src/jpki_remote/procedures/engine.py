@@ -50,7 +50,7 @@ from jpki_remote.procedures.conversation import (
     run_script,
 )
 from jpki_remote.procedures.errors import ProcedureError, message
-from jpki_remote.procedures.models import Procedure, ProcedureStatus, ProcedureStep, StepPhase
+from jpki_remote.procedures.models import AuditBacklog, Procedure, ProcedureStatus, ProcedureStep, StepPhase
 from jpki_remote.procedures.plans import CARD_STEPS, GATE_STEPS, build_plan, next_step
 from jpki_remote.procedures.policy import Channel, Policy, ProcedureKind, Proof, default_policy
 from jpki_remote.procedures.ports import Ports
@@ -61,6 +61,11 @@ from jpki_remote.store import Database
 log = logging.getLogger(__name__)
 
 _AUDIT_BUFFER: ContextVar[list[dict[str, Any]] | None] = ContextVar("procedure_audit_buffer", default=None)
+# Events after an effect that cannot be undone: never blocked by the audit log, queued and appended late if need be.
+AFTER_EFFECT_EVENTS = frozenset(
+    {"committed", "new_keys_proven", "pin_set", "pin_changed", "revoked", "completed", "ended", "pin_verify"}
+)
+LATE_AUDIT_SECONDS = 60
 SCRIPTS: dict[str, Callable[..., dict[str, Any]]] = {**card_public.SCRIPTS, **card_issuer.SCRIPTS}
 CHALLENGE_CONTEXT = b"jpki-remote card challenge v1\x00"
 IDLE_TIMEOUT = timedelta(minutes=15)
@@ -152,41 +157,108 @@ class Engine:
 
     @contextmanager
     def _tx(self) -> Iterator[Session]:
-        """A transaction; audit events raised inside it are appended only after it committed (the audit log has
-        its own transactions, and an event must never describe a step that was rolled back)."""
+        """A transaction whose audit events commit with it (fail closed, OWASP ASVS 16.5.3).
+
+        Events raised inside it are appended at its end, in the same database transaction: a step and its event
+        commit together or not at all, and when the audit log cannot take the event the step is not carried out
+        (``audit_unavailable``, 503: "try again later"). Events that describe an effect that can no longer be
+        undone (:data:`AFTER_EFFECT_EVENTS`, and every refusal) are instead written to the audit backlog in the
+        same transaction and appended right after it commits — late, never lost, if the log is down then."""
         buffer: list[dict[str, Any]] = []
         token = _AUDIT_BUFFER.set(buffer)
+        backlog = False
         try:
             with self.db.session() as session:
                 yield session
+                backlog = self._append_audit(session, buffer)
         finally:
             _AUDIT_BUFFER.reset(token)
-        for event in buffer:
-            self._write_audit(event)
+        if backlog:
+            self.flush_audit_backlog()
+
+    @staticmethod
+    def _after_effect(record: dict[str, Any]) -> bool:
+        event = str(record["event_type"]).rsplit(".", 1)[-1]
+        return event in AFTER_EFFECT_EVENTS or record["outcome"] in ("failure", "error")
+
+    def _append_audit(self, session: Session, records: list[dict[str, Any]]) -> bool:
+        """Append the gate events in ``session``; queue the after-effect ones. Returns whether any were queued."""
+        port = self.ports.audit
+        if port is None or not records:
+            return False
+        gate = [r for r in records if not self._after_effect(r)]
+        queued = [r for r in records if self._after_effect(r)]
+        if gate and hasattr(port, "record_batch"):
+            try:
+                port.record_batch(gate, session=session)
+            except Exception:
+                log.exception("audit append failed: the step is not carried out (%s)", gate[0]["event_type"])
+                raise ProcedureError("audit_unavailable", 503) from None
+        elif gate:
+            queued = gate + queued  # a port without transactions: through the backlog, right after the commit
+        stamp = self.now()
+        for record in queued:
+            session.add(AuditBacklog(record=record, created_at=stamp))
+        return bool(queued)
+
+    def flush_audit_backlog(self, *, limit: int = 200) -> int:
+        """Append queued audit events (oldest first) and delete them, in one transaction. Returns how many were
+        appended; 0 when the audit log is still unavailable (they stay queued; :meth:`recover` tries again)."""
+        port = self.ports.audit
+        if port is None:
+            return 0
+        try:
+            with self.db.session() as session:
+                stmt = select(AuditBacklog).order_by(AuditBacklog.id).limit(limit)
+                if self.db.is_postgresql:
+                    stmt = stmt.with_for_update(skip_locked=True)
+                rows = list(session.scalars(stmt))
+                if not rows:
+                    return 0
+                now = self.now()
+                records = []
+                for row in rows:
+                    record = dict(row.record)
+                    late = int((now - utc(row.created_at)).total_seconds())  # type: ignore[operator]
+                    if late >= LATE_AUDIT_SECONDS:
+                        record["detail"] = {**(record.get("detail") or {}), "delayed_seconds": late}
+                    records.append(record)
+                if hasattr(port, "record_batch"):
+                    port.record_batch(records, session=session)
+                else:
+                    for record in records:
+                        port.record(**record)
+                for row in rows:
+                    session.delete(row)
+                return len(rows)
+        except Exception as exc:
+            log.error("audit log unavailable: queued events stay in the backlog (%s: %s)", type(exc).__name__, exc)
+            return 0
 
     def _audit(self, proc: Procedure, event: str, outcome: str, **detail: Any) -> None:
         if self.ports.audit is None:
             return
         clean = {k: v for k, v in detail.items() if v is not None}
-        record = {
-            "actor": proc.actor,
-            "event_type": f"{proc.kind}.{event}",
-            "outcome": outcome,
-            "terminal_id": proc.terminal_id,
-            "procedure_id": proc.id,
-            "detail": {"channel": proc.channel, "target": proc.target, **clean},
-        }
+        self._queue_audit(
+            {
+                "actor": proc.actor,
+                "event_type": f"{proc.kind}.{event}",
+                "outcome": outcome,
+                "terminal_id": proc.terminal_id,
+                "procedure_id": proc.id,
+                "detail": {"channel": proc.channel, "target": proc.target, **clean},
+            }
+        )
+
+    def _queue_audit(self, record: dict[str, Any]) -> None:
         buffer = _AUDIT_BUFFER.get()
         if buffer is not None:
             buffer.append(record)
-        else:
-            self._write_audit(record)
-
-    def _write_audit(self, record: dict[str, Any]) -> None:
-        try:
-            self.ports.audit.record(**record)  # type: ignore[union-attr]
-        except Exception:  # the audit log failing must be loud, but must not corrupt the procedure
-            log.exception("audit append failed for procedure %s", record.get("procedure_id"))
+            return
+        with self._tx():  # on its own: a transaction of its own
+            buffer = _AUDIT_BUFFER.get()
+            assert buffer is not None
+            buffer.append(record)
 
     def _set_data(self, proc: Procedure, **values: Any) -> None:
         data = dict(proc.data or {})
@@ -286,9 +358,9 @@ class Engine:
                 session.add(proc)
                 session.flush()
                 self._journal(session, proc, "start", StepPhase.INFO, plan=plan)
+                self._audit(proc, "start", "info", card_proof=card_proof)
         except IntegrityError:
             raise ProcedureError("card_busy", 409) from None
-        self._audit(proc, "start", "info", card_proof=card_proof)
         return self._advance(proc.id)
 
     def start_issuance(
@@ -372,13 +444,15 @@ class Engine:
                 session.add(proc)
                 session.flush()
                 self._journal(session, proc, "start", StepPhase.INFO, plan=plan)
+                self._audit(proc, "start", "info")
         except IntegrityError:
             raise ProcedureError("card_busy", 409) from None
-        self._audit(proc, "start", "info")
         return self.record_staff_check(proc.id, staff_id, documents)
 
     def _audit_refused_start(self, rule: Any, card_id: str | None, terminal_id: str | None, reason: str) -> None:
-        self._write_audit(
+        if self.ports.audit is None:
+            return
+        self._queue_audit(
             {
                 "actor": f"holder:{card_id}" if card_id else "system",
                 "event_type": f"{rule.procedure.value}.start",
@@ -960,7 +1034,7 @@ class Engine:
             )
             self._journal(session, proc, "issue", StepPhase.DONE, request_id=data["request_id"])
             self._goto(session, proc, "write_certificates")
-        self._audit(proc, "issued", "success", auth_serial=_audit_serial(_hex_serial(issued.auth_serial)))
+            self._audit(proc, "issued", "success", auth_serial=_audit_serial(_hex_serial(issued.auth_serial)))
 
     def _step_keys_request(self, procedure_id: str) -> None:
         """Persist the issuance request id before the first APDU of the card update."""
@@ -1175,7 +1249,9 @@ class Engine:
 
     # ================================================================================================ recovery
     def recover(self, *, now: datetime | None = None) -> list[tuple[str, str]]:
-        """Finish or roll back every active procedure idle past its deadline. Returns (id, outcome) pairs."""
+        """Finish or roll back every active procedure idle past its deadline (after appending any audit events
+        that waited for the audit log). Returns (id, outcome) pairs."""
+        self.flush_audit_backlog()
         moment = now or self.now()
         with self._tx() as session:
             ids = list(
@@ -1270,7 +1346,7 @@ class Engine:
             proc = self._load(session, procedure_id)
             self._set_data(proc, code_sent_to=issued.contact_masked)
             self._touch(proc)
-        self._audit(proc, "code_sent", "success", contact_kind=contact.kind.value)
+            self._audit(proc, "code_sent", "success", contact_kind=contact.kind.value)
         return self.view(procedure_id)
 
     def verify_code(
@@ -1289,19 +1365,14 @@ class Engine:
             return self.view(procedure_id)
         outcome = self.ports.codes.verify(procedure_id, kind, entered)
         status = str(getattr(outcome.status, "value", outcome.status))
-        self._audit(
-            proc,
-            "code_verify",
-            "success" if outcome.accepted else "failure",
-            result=status,
-            tries_left=outcome.tries_left,
-        )
         if outcome.accepted:
             with self._tx() as session:
                 proc = self._load(session, procedure_id)
                 self._add_proof(session, proc, Proof.SECURITY_CODE.value)
                 self._touch(proc)
+                self._audit(proc, "code_verify", "success", result=status, tries_left=outcome.tries_left)
             return self._advance(procedure_id)
+        self._audit(proc, "code_verify", "failure", result=status, tries_left=outcome.tries_left)
         if status == "locked":
             self._fail(procedure_id, "code_locked")
             return self.view(procedure_id)
@@ -1348,19 +1419,14 @@ class Engine:
             challenge=data.get("face_challenge") or {},
             card_id=proc.card_id,
         )
-        self._audit(
-            proc,
-            "face_match",
-            "success" if result.matched else "failure",
-            result=result.reason,
-            score=result.distance,
-            attempt_count=attempts,
-        )
+        outcome = {"result": result.reason, "score": result.distance, "attempt_count": attempts}
         if result.matched:
             with self._tx() as session:
                 proc = self._load(session, procedure_id)
                 self._add_proof(session, proc, proof)
+                self._audit(proc, "face_match", "success", **outcome)
             return self._advance(procedure_id)
+        self._audit(proc, "face_match", "failure", **outcome)
         if not result.retry_allowed:
             self._fail(procedure_id, "face_refused")
         view = self.view(procedure_id)
@@ -1382,5 +1448,5 @@ class Engine:
                 card = registry.get_card(session, proc.card_id)
                 proc.resident_id = card.resident_id if card else None
             self._touch(proc)
-        self._audit(proc, "staff_check", "success", staff_id=staff_id, document_types=docs)
+            self._audit(proc, "staff_check", "success", staff_id=staff_id, document_types=docs)
         return self._advance(procedure_id)

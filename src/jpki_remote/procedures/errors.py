@@ -69,6 +69,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     ),
     "card_mismatch": ("手続を始めたカードと異なります。", "This is not the card the procedure started with."),
     "internal": ("システムエラーが発生しました。", "A system error occurred."),
+    "audit_unavailable": (
+        "ただいま手続を進めることができません。しばらく時間をおいてから、もう一度お試しください。",
+        "The procedure cannot continue right now. Please try again in a little while.",
+    ),
     "locked_out": (
         "確認の回数が上限に達したため、この端末ではお手続きできません。お住まいの市区町村の窓口へお越しください。",
         "Too many attempts: this procedure cannot be done here. Please visit your municipal office counter.",

@@ -83,3 +83,16 @@ class ProcedureStep(Base):
     )
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class AuditBacklog(Base):
+    """Audit events of steps whose effect can no longer be undone (a COMMIT or a new PIN on the card, a revocation,
+    the end of a procedure), written in the same transaction as the step and appended to the audit log right after
+    it commits. A row that is still here means the audit log was unavailable: recovery appends it later
+    (``Engine.flush_audit_backlog``), so such an event is late but never lost. Same detail rules as the log."""
+
+    __tablename__ = "procedure_audit_backlog"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    record: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

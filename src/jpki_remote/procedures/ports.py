@@ -11,7 +11,9 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -232,11 +234,47 @@ class AuditPort(Protocol):
     ) -> None: ...
 
 
+class _SessionDatabase:
+    """A ``Database`` whose ``session()`` is one open session (no commit, no close): lets :class:`AuditLog` append
+    inside the caller's transaction, so a step and its audit event commit together or not at all."""
+
+    def __init__(self, session: Any) -> None:
+        self._session = session
+
+    @contextmanager
+    def session(self) -> Iterator[Any]:
+        yield self._session
+
+
 class AuditLogPort:
-    """Appends to :class:`jpki_remote.audit.log.AuditLog`. A refused detail is logged and recorded without it."""
+    """Appends to :class:`jpki_remote.audit.log.AuditLog`. A refused detail is logged and recorded without it.
+
+    ``record_batch(records, session=s)`` appends in the caller's transaction (the engine's fail-closed audit: if the
+    append fails the step's transaction rolls back); ``record(...)`` appends on its own."""
 
     def __init__(self, log_: Any) -> None:
         self._log = log_
+        self._last_signed = 0.0
+
+    def _event(self, record: dict[str, Any]) -> Any:
+        from jpki_remote.audit.detail import DetailRejected
+        from jpki_remote.audit.events import AuditEvent
+
+        event = AuditEvent(
+            record["actor"],
+            record["event_type"],
+            record["outcome"],
+            record.get("terminal_id"),
+            record.get("procedure_id"),
+            record.get("detail") or {},
+        )
+        try:
+            event.validated_detail()
+        except DetailRejected as exc:
+            log.error("audit detail refused for %s: %s", record["event_type"], exc)
+            event = AuditEvent(event.actor, event.event_type, event.outcome, event.terminal_id, event.procedure_id,
+                               {"detail": "refused"})  # fmt: skip
+        return event
 
     def record(
         self,
@@ -248,15 +286,30 @@ class AuditLogPort:
         procedure_id: str | None,
         detail: dict[str, Any],
     ) -> None:
-        from jpki_remote.audit.detail import DetailRejected
-        from jpki_remote.audit.events import AuditEvent
+        self._log.append(
+            self._event(
+                {
+                    "actor": actor,
+                    "event_type": event_type,
+                    "outcome": outcome,
+                    "terminal_id": terminal_id,
+                    "procedure_id": procedure_id,
+                    "detail": detail,
+                }
+            )
+        )
 
-        event = AuditEvent(actor, event_type, outcome, terminal_id, procedure_id, detail)
-        try:
-            self._log.append(event)
-        except DetailRejected as exc:
-            log.error("audit detail refused for %s: %s", event_type, exc)
-            self._log.append(AuditEvent(actor, event_type, outcome, terminal_id, procedure_id, {"detail": "refused"}))
+    def record_batch(self, records: Sequence[dict[str, Any]], *, session: Any) -> None:
+        from jpki_remote.audit.log import AuditLog
+
+        if not records:
+            return
+        interval = float(getattr(self._log, "sth_interval_seconds", 60.0))
+        due = self._log.signer is not None and time.monotonic() - self._last_signed >= interval
+        bound = AuditLog(_SessionDatabase(session), self._log.signer, sth_interval_seconds=interval)  # type: ignore[arg-type]
+        bound.append_batch([self._event(r) for r in records], sign=due)
+        if due:
+            self._last_signed = time.monotonic()
 
 
 # ---- the bundle --------------------------------------------------------------------------------------------------
@@ -287,7 +340,9 @@ def default_ports(db: Database, settings: Settings) -> Ports:
         from jpki_remote.audit.log import AuditLog
         from jpki_remote.audit.signing import signer_from_settings
 
-        audit_log = AuditLog(db, signer_from_settings(settings))
+        audit_log = AuditLog(
+            db, signer_from_settings(settings), sth_interval_seconds=settings.audit_sth_interval_seconds
+        )
         audit = AuditLogPort(audit_log)
     except (ImportError, AttributeError) as exc:
         log.warning("audit log not available (%s): procedure events are not audited", exc)
