@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 
 from jpki_remote.demo.provision import DemoTerminal
-from jpki_remote.terminal.agent import AgentCore, PinPad, drive
+from jpki_remote.terminal.agent import AgentCore, AgentError, PinPad, drive
 from jpki_remote.terminal.client import ServerClient
 from jpki_remote.terminal.keys import load_or_create_key
 
@@ -97,7 +97,11 @@ class TerminalClient:
         """The agent's part: relay the card until the server says wait (a proof in the page), done or failed."""
         core = AgentCore(transport.transmit, pinpad)
         reply = self.agent.exchange(procedure_id, {"seq": None, "responses": []})
-        return drive(lambda body: self.agent.exchange(procedure_id, body), core, reply)
+        try:
+            return drive(lambda body: self.agent.exchange(procedure_id, body), core, reply)
+        except AgentError as exc:
+            asked = getattr(pinpad, "asked", None)
+            raise AgentError(f"{exc} (PIN pad asked for: {', '.join(asked or []) or 'nothing'})") from None
 
     def close(self) -> None:
         with contextlib.suppress(Exception):

@@ -32,7 +32,6 @@ from jpki_remote.store import Database
 log = logging.getLogger(__name__)
 MANIFEST_VERSION = 1
 TERMINALS = (("kiosk", "デモ キオスク (コンビニ)"), ("app", "デモ 利用者アプリ"), ("counter", "デモ 港区役所 窓口"))
-WAITING_RESIDENT = "shibaura"  # a resident with no card yet: the counter issues one (also the "your own card" path)
 
 
 class DemoSetupError(RuntimeError):
@@ -391,15 +390,16 @@ def _waiting_resident(env: DemoEnvironment) -> str:
     with env.db.session() as session:
         if existing and session.get(registry.Resident, existing) is not None:
             return existing
+        waiting = people.WAITING
         resident = registry.add_resident(
             session,
             people.MUNICIPALITY_CODE,
-            family_name="芝浦",
-            given_name="花",
-            address="東京都港区芝浦３丁目１番１号",
-            birth_date=date(1995, 4, 1),
-            sex=2,
-            name_kana="シバウラ　ハナ",
+            family_name=waiting.family_name,
+            given_name=waiting.given_name,
+            address=waiting.address,
+            birth_date=waiting.birth_date,
+            sex=waiting.sex,
+            name_kana=waiting.kana,
         )
         return resident.id
 

@@ -76,130 +76,152 @@ class ResidentSpec:
         return f"{self.key}@demo.jpki-remote.example"
 
 
+def _spec(
+    key: str,
+    family: str,
+    given: str,
+    kana: str,
+    sex: int,
+    age: int,
+    photos: str,
+    situation: Situation,
+    locked: str | None = None,
+    street: str = "芝公園１丁目５番２５号",
+) -> ResidentSpec:
+    person, card_photo, camera_photo = photos.split("/")
+    return ResidentSpec(key, family, given, kana, sex, age, person, card_photo, camera_photo, situation, locked, street)
+
+
+# photos: "<person>/<card photo>/<camera photo>" — the camera is the synthetic live capture of the scripted run
 RESIDENTS: tuple[ResidentSpec, ...] = (
-    ResidentSpec("minato", "港", "一郎", "ミナト　イチロウ", 1, 63, "obama", "3.jpg", "1.jpg", Situation.NEAR_EXPIRY),
-    ResidentSpec(
+    _spec("minato", "港", "一郎", "ミナト　イチロウ", 1, 63, "obama/3.jpg/1.jpg", Situation.NEAR_EXPIRY),
+    _spec(
         "shiba",
         "芝",
         "健太",
         "シバ　ケンタ",
         1,
         37,
-        "kit_harington",
-        "3.jpg",
-        "1.jpg",
+        "kit_harington/3.jpg/1.jpg",
         Situation.EXPIRED,
         street="芝５丁目３６番７号",
     ),
-    ResidentSpec(
+    _spec(
         "azabu",
         "麻布",
         "誠",
         "アザブ　マコト",
         1,
         44,
-        "alex_lacamoire",
-        "2.jpg",
-        "1.jpg",
+        "john_lennon/2.jpg/1.jpg",
         Situation.NEAR_EXPIRY,
         locked="sign_password",
         street="麻布十番２丁目３番１号",
     ),
-    ResidentSpec(
+    _spec(
         "akasaka",
         "赤坂",
         "勇",
         "アカサカ　イサム",
         1,
-        81,
-        "biden",
-        "2.jpg",
-        "1.jpg",
+        61,
+        "steve_carell/1.jpg/1.jpg",
         Situation.VALID,
         locked="auth_pin",
         street="赤坂９丁目７番１号",
     ),
-    ResidentSpec(
+    _spec(
         "aoyama",
         "青山",
         "さくら",
         "アオヤマ　サクラ",
         2,
         38,
-        "rose_leslie",
-        "2.jpg",
-        "1.jpg",
+        "rose_leslie/2.jpg/1.jpg",
         Situation.VALID,
         locked="residence_pin",
         street="北青山３丁目６番１号",
     ),
-    ResidentSpec(
+    _spec(
         "roppongi",
         "六本木",
         "英二",
         "ロッポンギ　エイジ",
         1,
-        79,
-        "eric_clapton",
-        "2.jpg",
-        "1.jpg",
+        45,
+        "lin_manuel_miranda/1.png/1.png",
         Situation.VALID,
         locked="text_pin",
         street="六本木６丁目１０番１号",
     ),
-    ResidentSpec(
+    _spec(
         "takanawa",
         "高輪",
         "譲",
         "タカナワ　ジョウ",
         1,
-        40,
-        "john_lennon",
-        "2.jpg",
-        "1.jpg",
+        79,
+        "eric_clapton/2.jpg/1.jpg",
         Situation.VALID,
         street="高輪３丁目１３番１号",
     ),
-    ResidentSpec(
+    _spec(
         "shirokane",
         "白金",
         "亜美",
         "シロカネ　アミ",
         2,
         50,
-        "amy_adams",
-        "1.jpg",
-        "1.jpg",
+        "amy_adams/1.jpg/1.jpg",
         Situation.VALID,
         street="白金台５丁目２１番１号",
     ),
-    ResidentSpec(
+    _spec(
         "daiba",
         "台場",
         "翔",
         "ダイバ　ショウ",
         1,
-        61,
-        "steve_carell",
-        "1.jpg",
-        "1.jpg",
+        81,
+        "biden/2.jpg/1.jpg",
         Situation.VALID,
         street="台場１丁目７番１号",
     ),
-    ResidentSpec(
+    _spec(
         "mita",
         "三田",
         "蓮",
         "ミタ　レン",
         1,
         11,
-        "lin_manuel_miranda",
-        "1.png",
-        "1.png",
+        "alex_lacamoire/2.jpg/1.jpg",
         Situation.MINOR,
         street="三田２丁目１５番４５号",
     ),
 )
+
+
+@dataclass(frozen=True)
+class WaitingResident:
+    """A resident in the registry with no card yet: new issuance at the counter (also "your own card")."""
+
+    key: str = "shibaura"
+    family_name: str = "芝浦"
+    given_name: str = "大輔"
+    kana: str = "シバウラ　ダイスケ"
+    sex: int = 1
+    birth_date: date = date(1995, 4, 1)
+    address: str = ADDRESS_PREFIX + "芝浦３丁目１番１号"
+    email: str = "shibaura@demo.jpki-remote.example"
+    person: str = "alex_lacamoire"  # the photo the card centre puts on the new card (scripted run)
+    photo: str = "1.jpg"
+
+    @property
+    def name(self) -> str:
+        return f"{self.family_name}\u3000{self.given_name}"
+
+
+WAITING = WaitingResident()
 
 
 def resident(key: str) -> ResidentSpec:

@@ -15,7 +15,6 @@ and every check passed; a procedure the back end cannot complete yet is reported
 from __future__ import annotations
 
 import json
-import secrets
 import shutil
 import sys
 import tempfile
@@ -23,7 +22,6 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import date
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -89,6 +87,7 @@ class Run:
     app: TerminalClient
     counter: TerminalClient
     expectations: list[tuple[str, int, str, str]] = field(default_factory=list)  # (kind, serial, status, why)
+    issued: dict[str, Any] | None = None  # the card issued at the counter
 
     def photo(self, key: str) -> bytes:
         return people.photo_path(self.env.faces, people.resident(key), "camera").read_bytes()
@@ -123,7 +122,7 @@ def _face(run: Run, terminal: TerminalClient, view: dict[str, Any], photo: bytes
     steps = challenge.get("steps") if isinstance(challenge, dict) else challenge
     if not steps:
         raise Unexpected(f"no liveness challenge in state {view.get('state')}")
-    return terminal.submit_face(view["id"], capture(photo, steps, neutral=1))
+    return terminal.submit_face(view["id"], capture(photo, steps, neutral=3))
 
 
 def _code(run: Run, terminal: TerminalClient, view: dict[str, Any], key: str) -> str:
@@ -272,25 +271,39 @@ def wrong_code(run: Run, terminal: TerminalClient, key: str) -> str:
 
 
 def issuance(run: Run, terminal: TerminalClient) -> str:
-    """New issuance at the counter: the delivered card on the counter's reader (the agent reports its
-    diversification data, expiry and card key), the ID documents checked, the photo enrolled, contacts registered,
-    and the holder choosing every PIN on the counter PIN pad; keys generated on the card, certificates issued."""
+    """New issuance at the counter: the card the card centre delivered is on the counter's reader (the agent
+    reports its diversification data, card key and expiry), staff record the ID documents checked, the photo is
+    enrolled, a contact registered, the holder chooses every PIN on the counter PIN pad; keys are generated on the
+    card and the certificates issued through the legal flow."""
     import base64
 
+    from jpki_remote.demo.delivery import deliver
+
+    waiting = people.WAITING
     resident_id = run.env.manifest.waiting_resident_id
     if resident_id is None:
         raise Unexpected("no resident waiting for a card")
-    delivered = delivered_card(run)
+    photo = run.env.faces.joinpath(people.WAITING.person, people.WAITING.photo).read_bytes()
+    facts = deliver(
+        run.env.settings.data_dir,
+        run.env.master_key,
+        photo,
+        name=waiting.name,
+        address=waiting.address,
+        birth_date=waiting.birth_date,
+        sex=waiting.sex,
+        kana=waiting.kana,
+    )
     body = {
         "resident_id": resident_id,
-        "card_id": delivered["card_id"],
-        "diversification_data": delivered["diversification_data"],
-        "card_public_key": delivered["public_key"],
-        "card_expiry": delivered["expiry"],
+        "card_id": facts["card_id"],
+        "diversification_data": facts["diversification_data"],
+        "card_public_key": facts["public_key"],
+        "card_expiry": facts["expiry"],
         "staff_id": STAFF,
         "documents": DOCUMENTS,
-        "photo": base64.b64encode(run.photo("shirokane")).decode(),
-        "contacts": [{"kind": "email", "address": "shibaura@demo.jpki-remote.example"}],
+        "photo": base64.b64encode(photo).decode(),
+        "contacts": [{"kind": "email", "address": waiting.email}],
     }
     try:
         view = terminal.call("POST", "/counter/issuance", body)
@@ -300,47 +313,53 @@ def issuance(run: Run, terminal: TerminalClient) -> str:
                 f"the back end has no counter issuance (POST /api/v1/counter/issuance → {exc.status})"
             ) from None
         raise
-    new_pins = {kind: DEMO_PINS[kind] for kind in ("auth_pin", "sign_password", "residence_pin", "text_pin")}
-    with terminal.inserted(delivered["card_id"]) as reader:
-        view = terminal.relay(view["id"], reader, ScriptedPinPad(new_pins=new_pins))
+    with terminal.inserted(facts["card_id"]) as reader:
+        pinpad = ScriptedPinPad(pins={"auth_pin": DEMO_PINS["auth_pin"]}, new_pins=dict(DEMO_PINS))
+        view = terminal.relay(view["id"], reader, pinpad)
     if view["status"] != "completed":
         raise Unexpected(_ended(view))
     from jpki_remote.registry import service as registry
 
     with run.env.db.session() as session:
-        card = registry.get_card(session, delivered["card_id"])
+        card = registry.get_card(session, facts["card_id"])
         auth_serial, sign_serial = (card.auth_cert_serial, card.sign_cert_serial) if card else (None, None)
     if not auth_serial:
         raise Unexpected("no auth certificate recorded for the new card")
+    run.issued = facts
     run.expect_status("authentication", auth_serial, "good", "new card: auth certificate")
     run.expect_status("signature", sign_serial, "good", "new card: signature certificate")
     return "completed, keys generated on the card, certificates issued"
 
 
-def delivered_card(run: Run) -> dict[str, str]:
-    """A new card as the card centre delivers it to the municipality, in the demo's card store; returns what the
-    counter's agent reports about it."""
-    from cryptography.hazmat.primitives import serialization
-
-    from jpki_remote.card import layout
-    from jpki_remote.card.issuer import IssuerSession
-    from jpki_remote.card.manufacture import manufacture
-    from jpki_remote.card.store import CardStore
-
-    card_id = "8" + "".join(f"{b % 10}" for b in secrets.token_bytes(11))
-    card = CardStore(run.env.cards_dir).add(manufacture(run.env.master_key, card_id=card_id))
-    with IssuerSession(card, run.env.master_key) as issuer:
-        public = issuer.read_public_key("surface", layout.SURFACE_AP_KEY)
-    card.reset()
-    today = date.today()
-    return {
-        "card_id": card_id,
-        "diversification_data": card.state.kdd.hex(),
-        "public_key": public.public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        ).hex(),
-        "expiry": today.replace(year=today.year + 10, day=min(today.day, 28)).isoformat(),
-    }
+def reset_new_card(run: Run, terminal: TerminalClient) -> str:
+    """The card just issued at the counter, at the kiosk: its holder resets the text PIN (face against the photo the
+    card centre put on the card) — the walk-through of a person with their own new card."""
+    facts = run.issued
+    if facts is None:
+        raise Unexpected("no card was issued at the counter")
+    card_id = facts["card_id"]
+    pinpad = ScriptedPinPad(
+        pins={"auth_pin": DEMO_PINS["auth_pin"], "code_b": facts["code_b"]}, new_pins={"text_pin": NEW_PINS["text_pin"]}
+    )
+    view = terminal.start("pin_reset", "text_pin", card_id, "auth_pin")
+    with terminal.inserted(card_id) as reader:
+        view = terminal.relay(view["id"], reader, pinpad)
+        if view["status"] != "active" or view["state"] != "proofs":
+            raise Unexpected(f"after the card proof: {_ended(view)}")
+        view = _face(
+            run, terminal, view, run.env.faces.joinpath(people.WAITING.person, people.WAITING.photo).read_bytes()
+        )
+        if "face_liveness" not in _proofs(view):
+            raise Unexpected(f"face refused ({(view.get('face_result') or {}).get('reason')}): {_ended(view)}")
+        terminal.request_code(view["id"])
+        code = latest_code(run.env.db, people.WAITING.email)
+        if code is None:
+            raise Unexpected("no security code in the development outbox")
+        view = terminal.verify_code(view["id"], code)
+        view = terminal.relay(view["id"], reader, pinpad)
+    if view["status"] != "completed":
+        raise Unexpected(_ended(view))
+    return "completed, new PIN set on the newly issued card"
 
 
 def loss_report(run: Run, terminal: TerminalClient, key: str) -> str:
@@ -416,10 +435,11 @@ PROCEDURES: list[tuple[str, str, str, Callable[[Run], str]]] = [
         "face mismatch · kiosk (another person)",
         "shirokane",
         "refused",
-        lambda r: face_mismatch(r, r.kiosk, "shirokane", "daiba"),
+        lambda r: face_mismatch(r, r.kiosk, "shirokane", "takanawa"),
     ),
     ("wrong security code · online", "shirokane", "refused", lambda r: wrong_code(r, r.app, "shirokane")),
     ("new issuance · counter", "shibaura", "completed", lambda r: issuance(r, r.counter)),
+    ("PIN reset text PIN · kiosk (the new card)", "shibaura", "completed", lambda r: reset_new_card(r, r.kiosk)),
     ("revocation on loss · counter", "shirokane", "completed", lambda r: loss_report(r, r.counter, "shirokane")),
     ("registry event: move out · counter", "daiba", "completed", lambda r: registry_move(r, r.counter, "daiba")),
 ]
@@ -558,6 +578,7 @@ def run_scripted(
         host="127.0.0.1",
         port=port,
         delivery="outbox",
+        ocsp_cache_seconds=0.0,  # the checks right after a revocation must see it (production: a few seconds)
     )
     report = Report()
     env: DemoEnvironment | None = None

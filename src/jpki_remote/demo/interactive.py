@@ -1,0 +1,197 @@
+"""``jpki-remote demo``: set up (or reuse) the demo data directory, start the server, the status service and the
+three terminal agents with their virtual readers, print where to go and the demo credentials, run until stopped.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import TextIO
+
+from jpki_remote.config import Settings
+from jpki_remote.demo import residents as people
+from jpki_remote.demo.provision import DemoEnvironment, manifest_path, provision
+from jpki_remote.demo.residents import DEMO_PINS, PIN_LABELS, Situation
+
+SITUATION_TEXT = {
+    Situation.NEAR_EXPIRY: ("証明書の期限が近い (更新できます)", "certificates expire soon: renew"),
+    Situation.EXPIRED: ("証明書の期限切れ・カードは有効 (更新できます)", "certificates expired, card valid: renew"),
+    Situation.VALID: ("証明書は有効", "certificates valid"),
+    Situation.MINOR: ("15歳未満 (署名用電子証明書なし)", "under 15: no signature certificate"),
+}
+
+
+class DemoError(RuntimeError):
+    """A user-facing problem (port in use, a data directory that is not the demo's, no faces folder)."""
+
+
+def prepare_data_dir(data_dir: Path, fresh: bool) -> None:
+    """``--fresh`` empties the directory — only if it is a demo data directory (or empty), never anything else."""
+    if not fresh or not data_dir.exists():
+        return
+    if any(data_dir.iterdir()) and not manifest_path(data_dir).exists():
+        raise DemoError(f"{data_dir} is not a demo data directory; refusing to delete it (choose another --data-dir)")
+    shutil.rmtree(data_dir)
+
+
+def demo_settings(base: Settings, *, data_dir: Path, host: str, port: int) -> Settings:
+    """The demo runs on embedded defaults whatever the environment says about production back ends."""
+    return base.with_overrides(
+        data_dir=data_dir,
+        database_url="",
+        keystore="file",
+        redis_url="",
+        delivery="outbox",
+        host=host,
+        port=port,
+        public_base_url=f"http://{host}:{port}",
+    )
+
+
+def residents_table(env: DemoEnvironment) -> list[str]:
+    """The demo residents with what a person needs to walk through every procedure (demo credentials only)."""
+    lines = []
+    header = f"  {'住民 resident':<14} {'card id':<13} {'照合番号B':<15} state / what to try"
+    lines.append(header)
+    for spec in people.RESIDENTS:
+        card = env.manifest.cards.get(spec.key)
+        if card is None:
+            continue
+        ja, en = SITUATION_TEXT[spec.situation]
+        lock = ""
+        if spec.locked:
+            lock = f"; {PIN_LABELS[spec.locked][0]} ロック中 (locked {PIN_LABELS[spec.locked][1]}): 再設定 / reset"
+        lines.append(f"  {spec.name:<12} {card.card_id:<13} {card.code_b:<15} {ja} / {en}{lock}")
+    return lines
+
+
+def print_banner(env: DemoEnvironment, server_url: str, agents: dict[str, object], out: TextIO) -> None:
+    def say(text: str = "") -> None:
+        print(text, file=out, flush=True)
+
+    kiosk, app, counter = (agents[k] for k in ("kiosk", "app", "counter"))
+    say()
+    say("=" * 100)
+    say("jpki-remote デモ / demo — 港区 (13103)")
+    say("=" * 100)
+    say(f"  キオスク kiosk           {kiosk.page_url}    (カードリーダー reader: {kiosk.url}/)")  # type: ignore[attr-defined]
+    say(f"  オンライン portal        {app.page_url}    (カードリーダー reader: {app.url}/)")  # type: ignore[attr-defined]
+    say(f"  窓口 counter             {counter.page_url}    (カードリーダー reader: {counter.url}/)")  # type: ignore[attr-defined]
+    say(
+        f"  管理 admin               {server_url}/admin   (statistics {server_url}/admin/stats; token in "
+        f"{env.settings.data_dir / 'admin-token'})"
+    )
+    say(f"  受信箱 demo outbox       {kiosk.url}/outbox   (セキュリティーコード / security codes)")  # type: ignore[attr-defined]
+    say(f"  OCSP                     {server_url}/ocsp/authentication   {server_url}/ocsp/signature")
+    say(
+        f"  CRL                      {server_url}/crl/authentication/0.crl … /crl/signature/"
+        f"{env.settings.crl_shards - 1}.crl"
+    )
+    say(f"  API                      {server_url}/api/v1/docs")
+    say()
+    say("-" * 100)
+    say("デモ用の認証情報（架空のデモカード専用・実在の人物やカードとは無関係）")
+    say("DEMO CREDENTIALS — virtual demo cards only, published on purpose; no real person or card has them")
+    say("-" * 100)
+    pins = "  ".join(f"{PIN_LABELS[k][1]} {v}" for k, v in DEMO_PINS.items())
+    say(f"  every demo card starts with: {pins}")
+    say("  (a PIN you reset or change in the browser is the new one from then on)")
+    for line in residents_table(env):
+        say(line)
+    waiting = env.manifest.waiting_resident_id
+    say(f"  交付待ち waiting for a card: {people.WAITING.name}  resident id {waiting}")
+    say("  あなた自身のカード / your own card: counter reader page → take a photo → the counter screen issues it →")
+    say("  then reset its PINs at the kiosk with your own face (renewal opens only 3 months before expiry).")
+    say("  カードを入れる: each terminal's reader page; 顔: your camera — the demo residents' faces are the photos in")
+    say(f"  {env.faces} (a person in front of their own camera matches only their own card).")
+    say("-" * 100)
+    say("Ctrl-C で終了 / Ctrl-C to stop")
+
+
+def run_demo(
+    faces: Path,
+    *,
+    base: Settings,
+    data_dir: Path,
+    host: str,
+    port: int,
+    fresh: bool,
+    out: TextIO | None = None,
+    stop: threading.Event | None = None,
+) -> int:
+    from jpki_remote.demo.agent_host import DemoAgent
+    from jpki_remote.demo.delivery import deliver
+    from jpki_remote.demo.server import DemoServer, port_is_free
+    from jpki_remote.proofing.delivery.outbox import dev_outbox
+
+    stream = out or sys.stdout
+    prepare_data_dir(data_dir, fresh)
+    if not port_is_free(host, port):
+        raise DemoError(f"port {port} on {host} is in use (another `jpki-remote demo` or `serve`?); use --port")
+    settings = demo_settings(base, data_dir=data_dir, host=host, port=port)
+    print(f"データ / data directory: {data_dir}", file=stream, flush=True)
+    env = provision(settings, faces, progress=lambda m: print(f"  {m}", file=stream, flush=True))
+    created, reused = len(env.created), len(env.reused)
+    print(f"  住民 residents: {created} created, {reused} reused", file=stream, flush=True)
+    stopping = stop or threading.Event()
+    server = DemoServer(settings, env.db, host=host, port=port)
+    agents: dict[str, DemoAgent] = {}
+    previous = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        previous[signum] = signal.signal(signum, lambda *_: stopping.set())
+    try:
+        url = server.start()
+
+        def labels() -> list[tuple[str, str]]:
+            out_ = []
+            for spec in people.RESIDENTS:
+                card = env.manifest.cards.get(spec.key)
+                if card is not None:
+                    out_.append((card.card_id, f"{spec.name} — {SITUATION_TEXT[spec.situation][0]}"))
+            for path in sorted((data_dir / "demo" / "delivered").glob("*.json")):
+                out_.append((path.stem, "新しいカード / new card (counter issuance)"))
+            return out_
+
+        def new_card(photo: bytes) -> str:
+            waiting = people.WAITING
+            facts = deliver(
+                data_dir,
+                env.master_key,
+                photo,
+                name=waiting.name,
+                address=waiting.address,
+                birth_date=waiting.birth_date,
+                sex=waiting.sex,
+                kana=waiting.kana,
+            )
+            return facts["card_id"]
+
+        def outbox() -> list[object]:
+            return list(dev_outbox(env.db, limit=30))
+
+        for kind in ("kiosk", "app", "counter"):
+            agent = DemoAgent(
+                url,
+                env.manifest.terminals[kind],
+                env.cards_dir,
+                labels,
+                new_card=new_card if kind == "counter" else None,
+                outbox=outbox,
+            )
+            agent.start(host="127.0.0.1")
+            agents[kind] = agent
+        print_banner(env, url, agents, stream)
+        stopping.wait()
+        print("\n停止しています / stopping …", file=stream, flush=True)
+    finally:
+        for agent in agents.values():
+            agent.stop()
+        server.stop()
+        env.close()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    print("停止しました / stopped", file=stream, flush=True)
+    return 0
