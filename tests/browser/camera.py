@@ -13,6 +13,7 @@ full-range YCbCr is scaled (Y' = 16 + 219·Y/255, C' = 16 + 224·C/255).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 from pathlib import Path
 
 import cv2
@@ -65,10 +66,22 @@ def _poses(frame: np.ndarray) -> dict[str, list[tuple[int, int, np.ndarray]]]:
     }
 
 
+@lru_cache(maxsize=16)
+def _neutral(photo: Path) -> np.ndarray:
+    return camera_frame(photo)
+
+
+@lru_cache(maxsize=16)
+def _prepared(photo: Path) -> tuple[np.ndarray, dict[str, list[tuple[int, int, np.ndarray]]]]:
+    """The neutral frame and the action poses of one photo (the slow part: detection, landmarks, warps), kept for
+    the next video of the same person with another challenge order."""
+    neutral = _neutral(photo)
+    return neutral, _poses(neutral)
+
+
 def challenge_frames(photo: Path, actions: Sequence[str]) -> list[np.ndarray]:
     """The whole video: neutral lead, each action in its window (in the given order), neutral tail."""
-    neutral = camera_frame(photo)
-    poses = _poses(neutral)
+    neutral, poses = _prepared(photo)
     total_ms = LEAD_MS + STEP_MS * len(actions) + TAIL_MS
     frames = []
     for index in range(total_ms * FPS // 1000):
@@ -86,7 +99,7 @@ def challenge_frames(photo: Path, actions: Sequence[str]) -> list[np.ndarray]:
 
 def still_frames(photo: Path, seconds: int = 20) -> list[np.ndarray]:
     """A person sitting still (breathing-level noise only) — enough for preview and for refusal tests."""
-    neutral = camera_frame(photo)
+    neutral = _neutral(photo)
     return [_noise(neutral, index) for index in range(seconds * FPS)]
 
 

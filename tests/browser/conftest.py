@@ -177,3 +177,18 @@ class ConsoleErrors:
         if not allow_network:
             return list(self.items)
         return [e for e in self.items if "Failed to load resource" not in e and "agent" not in e.lower()]
+
+
+# ---------------------------------------------------------------------------------------------------- end to end
+@pytest.fixture(scope="session")
+def e2e_world(tmp_path_factory: pytest.TempPathFactory, faces_dir: Path, chromium_path: Path) -> Iterator[Any]:
+    """One data directory for every end-to-end test: the CAs, the registry, virtual cards, the real server
+    (``jpki-remote serve``) on a free loopback port. Each test adds its own holders, terminals and agents."""
+    from e2e import E2EWorld
+
+    world = E2EWorld(tmp_path_factory.mktemp("e2e") / "data", faces_dir)
+    try:
+        world.start_server()
+        yield world
+    finally:
+        world.close()

@@ -9,15 +9,36 @@
 //   POST /v1/procedures/{id}/drive   -> 202   relay this procedure's card exchanges until it ends
 //   POST /v1/pin {kind, value, new}  -> 204   answer the pending pin_request
 //   POST /v1/cancel                  -> 204   drop the pending request and any PIN held, stop relaying
+// Every call carries X-Agent-Token: the agent's per-launch token, which it puts in the fragment of the page URL it
+// opens (#link=CODE&agent_token=TOKEN). It is taken out of the address bar at once and kept in this tab only.
 "use strict";
 (function () {
   const base = window.JPKI && window.JPKI.config.agent;
+  const TOKEN_KEY = "jpki.agentToken";
+
+  function takeToken() {
+    const hash = new URLSearchParams(location.hash.replace(/^#/, ""));
+    const fresh = hash.get("agent_token");
+    if (fresh) {
+      hash.delete("agent_token");
+      const rest = hash.toString();
+      history.replaceState(null, "", location.pathname + location.search + (rest ? "#" + rest : ""));
+    }
+    try {
+      if (fresh) sessionStorage.setItem(TOKEN_KEY, fresh);
+      return fresh || sessionStorage.getItem(TOKEN_KEY);
+    } catch (e) {
+      return fresh;
+    }
+  }
+  const token = takeToken();
 
   class AgentError extends Error {}
 
   async function call(method, path, json) {
     if (!base) throw new AgentError("no agent");
     const options = { method, headers: { Accept: "application/json" }, cache: "no-store", mode: "cors", credentials: "omit" };
+    if (token) options.headers["X-Agent-Token"] = token;
     if (json !== undefined) {
       options.headers["Content-Type"] = "application/json";
       options.body = JSON.stringify(json);

@@ -1,0 +1,153 @@
+"""The holder's procedures driven end to end through the real pages, shared by the kiosk and portal tests.
+
+The liveness challenge is random and the fake camera plays a file fixed at browser launch, so a face step takes two
+browsers (``/tmp/ui-notes.md``): the first drives the page up to the face screen and reads the challenge shown; a video
+of the card holder doing exactly that is built from their real photo; a second chromium with that video as its
+camera continues the SAME browser session (Playwright ``storage_state``: the terminal-bound session in
+``localStorage``) on the same page URL, where the page picks the running procedure up again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from e2e import AgentProcess, E2EWorld, Holder
+from e2e_pages import HolderScreen, agent_token, camera_steps, page_url_without_link
+
+VIEWPORTS = {"kiosk": {"width": 1280, "height": 800}, "app": {"width": 1024, "height": 768}}
+
+
+@dataclass
+class Session:
+    """One holder at one terminal: the agent process, the current browser and its page."""
+
+    world: E2EWorld
+    holder: Holder
+    agent: AgentProcess
+    kind: str  # kiosk | app
+    browser_factory: Callable[..., Any]
+    video: Callable[..., Path]
+    shots: str | None = None  # prefix of the screenshot names (kiosk renewal only)
+    timings: dict[str, float] = field(default_factory=dict)
+    browser: Any = None
+    context: Any = None
+    screen: HolderScreen | None = None
+
+    def open(self, camera: Path | None = None, state: Any = None, url: str | None = None) -> HolderScreen:
+        self.browser = self.browser_factory(camera=camera)
+        self.context = self.browser.new_context(viewport=VIEWPORTS[self.kind], storage_state=state, locale="ja-JP")
+        page = self.context.new_page()
+        page.set_default_timeout(30_000)
+        self.screen = HolderScreen(page)
+        self.screen.open(url or self.agent.first_page_url)
+        return self.screen
+
+    def shot(self, name: str) -> None:
+        if self.shots and self.screen is not None:
+            self.screen.shot(f"{self.shots}-{name}")
+
+    def continue_with_camera(self, steps: list[str], person: str | None = None) -> HolderScreen:
+        """Close this browser and continue the same session in a new one whose camera shows ``person`` (default:
+        the holder) doing ``steps``."""
+        assert self.screen is not None
+        started = time.monotonic()
+        state = self.context.storage_state()
+        self.context.close()
+        self.browser.close()
+        video = self.video(person or self.holder.person, camera_steps(steps))
+        self.timings["video"] = self.timings.get("video", 0.0) + time.monotonic() - started
+        url = page_url_without_link(self.agent.first_page_url, agent_token(self.agent.first_page_url))
+        screen = self.open(camera=video, state=state, url=url)
+        assert screen.challenge() == steps, "the page shows the same challenge after the browser change"
+        return screen
+
+    def diagnostics(self) -> str:
+        """The page, the agent's output and the server log's tail: printed when a test fails."""
+        server = self.world.server.log()[-3000:] if self.world.server else ""
+        page = self.screen.describe() if self.screen else ""
+        return (f"--- page: {page}\n--- procedures: {self.world.procedures_of(self.holder.card_id)}\n"
+                f"--- agent:\n{self.agent.output.text()[-3000:]}\n--- server:\n{server}")
+
+    def close(self) -> None:
+        if self.context is not None:
+            self.context.close()
+        if self.browser is not None:
+            self.browser.close()
+
+
+def card_and_pins(session: Session, known: tuple[str, str]) -> list[str]:
+    """From the menu choice to the face screen: the card is read, ``known`` = (title, value) PIN proves it, the
+    照合番号B opens the card photo. Returns the liveness challenge the page shows."""
+    screen = session.screen
+    assert screen is not None
+    screen.enter_pin(known[0], known[1])
+    session.shot("04-pin")
+    screen.enter_pin("verification code b", session.holder.code_b)
+    return screen.challenge()
+
+
+def face_and_code(session: Session, steps: list[str], *, wrong_code_first: bool = False) -> dict[str, Any]:
+    """The face step in the second browser, then the security code from the holder's mailbox (development outbox).
+    With ``wrong_code_first`` a wrong code is entered first and what the page says is returned."""
+    world, holder = session.world, session.holder
+    before = world.outbox_ids()
+    screen = session.continue_with_camera(steps)
+    session.shot("05-face")
+    started = time.monotonic()
+    result = screen.capture_face()
+    session.timings["face"] = time.monotonic() - started
+    assert result["screen"] == "code", f"face step refused: {result}"
+    sent_to = screen.wait_code_sent()
+    code = world.security_code(holder.email, after=before)
+    assert code not in sent_to
+    session.shot("06-code")
+    seen: dict[str, Any] = {"sent_to": sent_to}
+    if wrong_code_first:
+        wrong = str((int(code) + 1) % 10 ** len(code)).zfill(len(code))
+        screen.enter_code(wrong)
+        screen.page.wait_for_function("() => !document.getElementById('error-box').hidden", timeout=30_000)
+        seen["wrong_error"] = screen.error_text()
+        seen["wrong_tries"] = screen.code_tries()
+        seen["wrong_screen"] = screen.screen()
+        seen["after_wrong"] = world.procedures_of(holder.card_id)[-1]
+    screen.enter_code(code)
+    return seen
+
+
+def wait_done(session: Session, pins: dict[str, str]) -> dict[str, str]:
+    """Follow the card update to the receipt. The page may ask for a PIN on the way (the card proves its new keys
+    after the auth PIN): ``pins`` maps a part of the English PIN title to what the holder types."""
+    screen = session.screen
+    assert screen is not None
+    started = time.monotonic()
+    asked: list[str] = []
+    while True:
+        wants_shot = session.shots and "07-update" not in session.timings
+        if wants_shot and screen.current_step() == "update" and screen.screen() == "working":
+            session.shot("07-update")
+            session.timings["07-update"] = 0.0
+        shown = screen.wait_screen("pin", "done", "working", timeout_ms=180_000)
+        if shown == "done":
+            break
+        if shown == "working":
+            assert time.monotonic() - started < 240, f"the update did not finish: {screen.describe()}"
+            screen.page.wait_for_timeout(200)
+            continue
+        title = screen.text("#pin-title-en").lower()
+        match = next((key for key in pins if key in title), None)
+        assert match is not None, f"the page asks for {title!r} during the update"
+        assert len(asked) < 4, f"asked again and again: {asked}"
+        asked.append(match)
+        screen.type_on_keypad(pins[match])
+        screen.page.wait_for_function(
+            "() => document.querySelector('[data-screen=pin]').hidden", timeout=30_000)
+    session.timings["update"] = time.monotonic() - started
+    session.timings.pop("07-update", None)
+    session.shot("08-done")
+    from e2e_pages import receipt
+
+    return receipt(screen)
