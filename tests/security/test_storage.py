@@ -139,9 +139,6 @@ def test_audit_detail_validator_catches_the_plain_cases() -> None:
     assert validate_detail({"pin_kind": "auth_pin", "tries_left": 2, "date": "2026-12-04"})
 
 
-@pytest.mark.xfail(strict=True, reason="finding S-9: the database engine logs bound parameters (no hide_parameters), "
-                   "so SQL logging at INFO writes contacts, face encodings and outbox codes to the logs "
-                   "(store/database.py create_engine)")
 def test_sql_statement_logging_does_not_write_parameters(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     from jpki_remote.registry import service as registry
 
