@@ -25,6 +25,7 @@ from jpki_remote.config import Settings
 from jpki_remote.procedures.engine import Engine
 from jpki_remote.procedures.legal_flow import LegalFlow
 from jpki_remote.procedures.ports import AuditLogPort, Ports, ProofingNotices, StaticIssuerKeys
+from jpki_remote.procedures.surface import sign_card_surface, surface_key
 from jpki_remote.proofing.codes import SecurityCodes
 from jpki_remote.proofing.limits import Limits
 from jpki_remote.registry import service as registry
@@ -116,6 +117,9 @@ class World:
             certificates=certificates,
             card_id=card_id,
         )
+        # the card centre signs the card face with its key from the CA key store (as issuance at the counter does)
+        sign_card_surface(made.card.transmit, self.master, made.verification_code_b, self.ports.surface)
+        made.card.reset()
         with IssuerSession(made.card, self.master) as issuer:
             surface = issuer.read_public_key("surface", layout.SURFACE_AP_KEY)
         made.card.reset()
@@ -186,6 +190,7 @@ def make_world(db: Database, tmp_path: Path, faces_dir: Path) -> World:
         audit=AuditLogPort(audit),
         legal_flow=LegalFlow(db, ca, tmp_path / "messaging"),
         limits=Limits.from_settings(settings, db, audit=audit),
+        surface=surface_key(keystore),
     )
     photo = sorted((faces_dir / "amy_adams").iterdir())[0].read_bytes()
     return World(db, settings, ca, master, ports, audit, photo)

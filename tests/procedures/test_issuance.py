@@ -18,6 +18,7 @@ from jpki_remote.card.client import CardClient
 from jpki_remote.card.factory import CardPins, create_card
 from jpki_remote.card.issuer import IssuerSession
 from jpki_remote.procedures.ports import ProofingFace
+from jpki_remote.procedures.surface import verify_card_face
 from jpki_remote.registry import service as registry
 from jpki_remote.registry.models import CardState, Notification
 from jpki_remote.terminal.agent import ScriptedPinPad
@@ -42,8 +43,9 @@ def test_issuance_at_the_counter(world: World, faces_dir: Path) -> None:
         resident_id = resident.id
     # the card as delivered by the card centre (surface and text APs personalised; it does not yet hold our keys)
     card_id = "".join(secrets.choice("0123456789") for _ in range(15))
+    card_expiry = date.today() + timedelta(days=3650)
     made = create_card(
-        factory.test_holder(photo, birth_date=date(1990, 6, 1)),
+        factory.test_holder(photo, birth_date=date(1990, 6, 1), sex="1", card_expiry=card_expiry),
         issuer_master_key=world.master,
         card_id=card_id,
         pins=CardPins(auth="0000", sign="CENTRE0", text="0000", juki="0000"),
@@ -60,18 +62,25 @@ def test_issuance_at_the_counter(world: World, faces_dir: Path) -> None:
         card_public_key_der=surface.public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         ),
-        card_expiry=date.today() + timedelta(days=3650),
+        card_expiry=card_expiry,
         terminal_id="t-test",
         staff_id="staff-3",
         documents=["notice_of_issuance", "driver_licence"],
         photo=photo,
         contacts=[("email", "taro@example.jp"), ("mobile", "090-1111-2222")],
     )
-    assert reply["state"] == "set_pin_auth_pin" and reply["exchange"]["new_pin"] == "auth_pin"
-    pinpad = ScriptedPinPad(pins={"auth_pin": NEW_PINS["auth_pin"]}, new_pins=dict(NEW_PINS))
+    assert reply["state"] == "sign_surface" and reply["exchange"]["status"] == "card"
+    pinpad = ScriptedPinPad(
+        pins={"auth_pin": NEW_PINS["auth_pin"], "code_b": made.verification_code_b}, new_pins=dict(NEW_PINS)
+    )
     reply = run_agent(engine, reply, made.card, pinpad)
     assert reply["status"] == "completed", (reply["error"], reply["state"])
     assert [a for a in pinpad.asked if a.startswith("new:")] == [f"new:{k}" for k in NEW_PINS]
+    # the card face now carries the card centre's signature from the CA key store
+    face = CardClient(made.card).read_card_face(made.verification_code_b)
+    made.card.reset()
+    assert verify_card_face(face, world.ports.surface.public_key())
+    assert not verify_card_face(face, made.surface_signer_public_key)
 
     with world.db.session() as s:
         card = registry.get_card(s, card_id)

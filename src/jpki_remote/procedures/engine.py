@@ -40,7 +40,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
-from jpki_remote.procedures import card_issuer, card_public
+from jpki_remote.procedures import card_issuer, card_public, card_surface
 from jpki_remote.procedures.attempts import LockedOutError, check_attempt
 from jpki_remote.procedures.conversation import (
     ConversationError,
@@ -54,6 +54,7 @@ from jpki_remote.procedures.models import AuditBacklog, Procedure, ProcedureStat
 from jpki_remote.procedures.plans import CARD_STEPS, GATE_STEPS, build_plan, next_step
 from jpki_remote.procedures.policy import Channel, Policy, ProcedureKind, Proof, default_policy
 from jpki_remote.procedures.ports import Ports
+from jpki_remote.procedures.surface import SURFACE_KEY_LABEL, verify_card_face
 from jpki_remote.registry import service as registry
 from jpki_remote.registry.models import Card, CardState, ResidentStatus
 from jpki_remote.store import Database
@@ -66,7 +67,8 @@ AFTER_EFFECT_EVENTS = frozenset(
     {"committed", "new_keys_proven", "pin_set", "pin_changed", "revoked", "completed", "ended", "pin_verify"}
 )
 LATE_AUDIT_SECONDS = 60
-SCRIPTS: dict[str, Callable[..., dict[str, Any]]] = {**card_public.SCRIPTS, **card_issuer.SCRIPTS}
+ISSUER_SCRIPTS: dict[str, Callable[..., dict[str, Any]]] = {**card_issuer.SCRIPTS, **card_surface.SCRIPTS}
+SCRIPTS: dict[str, Callable[..., dict[str, Any]]] = {**card_public.SCRIPTS, **ISSUER_SCRIPTS}
 CHALLENGE_CONTEXT = b"jpki-remote card challenge v1\x00"
 IDLE_TIMEOUT = timedelta(minutes=15)
 MAX_ADVANCE = 32
@@ -629,6 +631,7 @@ class Engine:
         msg: str | None = None
         for _ in range(MAX_ADVANCE):
             server_step: str | None = None
+            counted = False
             with self._tx() as session:
                 proc = self._load(session, procedure_id)
                 if proc.status is not ProcedureStatus.ACTIVE:
@@ -668,12 +671,19 @@ class Engine:
                             msg = self._on_result(session, proc, step, outcome.result or {})
                         except _Fail as fail:
                             server_step = "!fail:" + fail.code
+                            counted = bool(fail.detail.get("face_attempt"))
                         if server_step is None:
                             continue
                 else:
                     server_step = step
             if server_step.startswith("!fail:"):
-                self._fail(procedure_id, server_step[6:])
+                code = server_step[6:]
+                if counted:  # a refusal the limits count as a face attempt (outside the step's transaction)
+                    try:
+                        self._limit(proc, "face_attempt", None, None)
+                    except LockedOutError:
+                        continue  # the lockout ended the procedure
+                self._fail(procedure_id, code)
                 continue
             self._server_step(procedure_id, server_step)
         raise ProcedureError("internal", 500)
@@ -721,6 +731,14 @@ class Engine:
                 params["auth_ca"] = _der_hex(self.ports.ca.authority_certificate("authentication"))
                 if data.get("new_sign_certificate"):
                     params["sign_ca"] = _der_hex(self.ports.ca.authority_certificate("signature"))
+            elif step == "sign_surface":
+                resident = registry.get_resident(session, card.resident_id)
+                params.update(
+                    birth_date=resident.birth_date.isoformat(),
+                    sex=str(resident.sex),
+                    card_expiry=card.card_expiry.isoformat(),
+                    card_key=card.card_public_key_der.hex() if card.card_public_key_der else None,
+                )
             elif step.startswith("set_pin"):
                 script = "set_pin"
                 params["pin_kind"] = step.removeprefix("set_pin_") if step != "set_pin" else proc.target
@@ -740,8 +758,12 @@ class Engine:
 
         conv = proc.conversation or {}
         params = dict(conv["params"])
-        if conv["script"] in card_issuer.SCRIPTS:
+        if conv["script"] in ISSUER_SCRIPTS:
             params["_master_key"] = self.ports.issuer_keys.master_key(int(params.get("key_version", 0)))
+        if conv["script"] == "sign_surface":
+            if self.ports.surface is None:
+                raise _Fail("surface_invalid")
+            params["_surface_signer"] = self.ports.surface
         if conv["script"] != "set_pin":
             new_pin = None
         try:
@@ -887,6 +909,10 @@ class Engine:
             ours = serialization.load_der_public_key(card.card_public_key_der)
             if ours.public_numbers() != face.public_key.public_numbers():  # type: ignore[union-attr]
                 raise _Fail("card_mismatch")
+        if self.ports.surface is None or not verify_card_face(face, self.ports.surface.public_key()):
+            # a copied or altered card face: refused, audited, and counted like a failed face attempt
+            self._audit(proc, "card_face", "failure", reason="surface_signature_invalid")
+            raise _Fail("surface_invalid", {"face_attempt": True})
         if self.ports.face is None:
             raise _Fail("face_refused")
         encoding = self.ports.face.encode_reference(face.photo)
@@ -896,6 +922,22 @@ class Engine:
         self._set_data(proc, card_photo=encoding)  # the encoding only; the image is dropped here
         self._audit(proc, "card_face", "success")
         self._goto(session, proc, next_step(proc, "read_face"))
+        return None
+
+    def _result_sign_surface(self, session: Session, proc: Procedure, result: dict[str, Any]) -> str | None:
+        """Issuance: the delivered card's face matched the registry and the card, and is now signed by us."""
+        if result.get("code_sw") != 0x9000:
+            self._audit(proc, "card_surface", "failure", reason="code_b_refused")
+            if int(result.get("code_sw", 0)) in SW_BLOCKED:
+                raise _Fail("card_unavailable")
+            self._set_data(proc, await_retry="code_b_incorrect")
+            return "code_b_incorrect"
+        if result.get("mismatch"):
+            self._audit(proc, "card_surface", "failure", reason="mismatch", fields=",".join(result["mismatch"]))
+            raise _Fail("surface_mismatch")
+        self._audit(proc, "card_surface", "success", key_label=SURFACE_KEY_LABEL)
+        self._set_data(proc, notice=None)
+        self._goto(session, proc, next_step(proc, "sign_surface"))
         return None
 
     def _result_generate_keys(self, session: Session, proc: Procedure, result: dict[str, Any]) -> str | None:

@@ -69,6 +69,15 @@ MESSAGES: dict[str, tuple[str, str]] = {
     ),
     "card_mismatch": ("手続を始めたカードと異なります。", "This is not the card the procedure started with."),
     "internal": ("システムエラーが発生しました。", "A system error occurred."),
+    "surface_invalid": (
+        "カードの券面情報を確認できませんでした（発行者の署名が正しくありません）。市区町村の窓口にお問い合わせください。",
+        "The card's surface data could not be verified (the issuer signature is not valid). "
+        "Please contact your municipal office.",
+    ),
+    "surface_mismatch": (
+        "カードの券面情報が住民票の記録と一致しません。カードを確認してください。",
+        "The card's surface data does not match the resident record. Please check the card.",
+    ),
     "audit_unavailable": (
         "ただいま手続を進めることができません。しばらく時間をおいてから、もう一度お試しください。",
         "The procedure cannot continue right now. Please try again in a little while.",

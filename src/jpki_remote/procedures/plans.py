@@ -11,8 +11,9 @@ pin_change      change_pin → proofs → finish
 revocation      card_proof → proofs → revoke → finish
 loss_report     proofs → revoke → finish
 registry_event  proofs → revoke → finish
-issuance        proofs → set_pin_auth_pin → set_pin_sign_password → set_pin_residence_pin → set_pin_text_pin →
-                keys_request → generate_keys → issue → write_certificates → commit → confirm → finish
+issuance        proofs → sign_surface → set_pin_auth_pin → set_pin_sign_password → set_pin_residence_pin →
+                set_pin_text_pin → keys_request → generate_keys → issue → write_certificates → commit → confirm →
+                finish
 =============== ==================================================================================================
 
 ``card_proof`` is left out when the rule needs no card proof (e.g. counter staff check only); ``read_face`` only
@@ -37,6 +38,7 @@ CARD_STEPS = frozenset(
         "confirm",
         "set_pin",
         "change_pin",
+        "sign_surface",
         *ISSUANCE_PIN_STEPS,
     }
 )
@@ -50,6 +52,7 @@ def build_plan(rule: Rule, card_proof: str | None, *, with_sign: bool = True) ->
         pins = [s for s in ISSUANCE_PIN_STEPS if with_sign or s != "set_pin_sign_password"]
         return [
             "proofs",
+            "sign_surface",
             *pins,
             "keys_request",
             "generate_keys",

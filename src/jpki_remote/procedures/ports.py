@@ -323,6 +323,7 @@ class Ports:
     audit: AuditPort | None = None
     legal_flow: Any = None  # jpki_remote.procedures.legal_flow.LegalFlow
     limits: Any = None  # jpki_remote.proofing.limits.Limits (None: no rate limits — tests and tools only)
+    surface: Any = None  # jpki_remote.procedures.surface.SurfaceSigner: the card centre's card-face key
 
 
 def default_ports(db: Database, settings: Settings) -> Ports:
@@ -330,10 +331,12 @@ def default_ports(db: Database, settings: Settings) -> Ports:
     from jpki_remote.ca.authority import CertificateAuthority
     from jpki_remote.ca.keystore import open_keystore
     from jpki_remote.procedures.legal_flow import LegalFlow
+    from jpki_remote.procedures.surface import surface_key
     from jpki_remote.proofing.codes import SecurityCodes
     from jpki_remote.proofing.limits import Limits
 
-    ca = CertificateAuthority(db, open_keystore(settings), settings)
+    keystore = open_keystore(settings)
+    ca = CertificateAuthority(db, keystore, settings)
     audit: AuditPort | None = None
     audit_log = None
     try:
@@ -355,6 +358,7 @@ def default_ports(db: Database, settings: Settings) -> Ports:
         audit=audit,
         legal_flow=LegalFlow(db, ca, settings.data_dir / "messaging-keys"),
         limits=Limits.from_settings(settings, db, audit=audit_log),
+        surface=surface_key(keystore),
     )
 
 
