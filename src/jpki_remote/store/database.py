@@ -6,6 +6,7 @@ own ``models.py`` on :class:`Base`; :mod:`jpki_remote.store.schema` imports them
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +22,15 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+
+def _drop_result_rows(record: logging.LogRecord) -> bool:
+    """SQLAlchemy logs fetched rows at DEBUG; rows hold contacts, encodings and outbox messages, so never log them."""
+    return record.levelno > logging.DEBUG
+
+
+# Statements (INFO) may be logged, without their parameters (hide_parameters below); result rows never.
+logging.getLogger("sqlalchemy.engine.Engine").addFilter(_drop_result_rows)
 
 
 class Base(DeclarativeBase):
@@ -43,9 +53,7 @@ def make_engine(url: str) -> Engine:
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         # hide_parameters: SQL logging must never write bound values (contacts, encodings, outbox messages).
-        engine = create_engine(
-            url, connect_args={"check_same_thread": False, "timeout": 30}, hide_parameters=True
-        )
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, hide_parameters=True)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, hide_parameters=True)
