@@ -82,6 +82,20 @@ class ScriptedPinPad:
         return False
 
 
+PIN_KINDS = frozenset(_PIN_FORMATS)
+
+
+def pin_format_ok(kind: str, value: object) -> bool:
+    """Whether ``value`` has the format of a ``kind`` PIN (checked before it is ever sent to the card)."""
+    if not isinstance(value, str) or len(value) > 32:
+        return False
+    try:
+        _pin_bytes(kind, value)
+    except AgentError:
+        return False
+    return True
+
+
 def _pin_bytes(kind: str, value: str) -> bytes:
     value = value.strip()
     if kind == "sign_password":

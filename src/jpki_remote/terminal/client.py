@@ -57,11 +57,18 @@ class ServerClient:
         self._token = session["token"]
         return self._token
 
+    def whoami(self) -> dict[str, Any]:
+        """This terminal as the server knows it: ``{terminal_id, kind, name, municipality_code, role}``."""
+        return self._call("GET", "/terminals/me")
+
     def browser_link(self) -> str:
         return self._call("POST", "/terminals/browser-link")["code"]
 
     def start(self, kind: str, target: str, card_id: str, **extra: Any) -> dict[str, Any]:
         return self._call("POST", "/procedures", {"kind": kind, "target": target, "card_id": card_id, **extra})
+
+    def view(self, procedure_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/procedures/{procedure_id}")
 
     def active_procedure(self) -> dict[str, Any] | None:
         return self._call("GET", "/terminals/procedure").get("procedure")

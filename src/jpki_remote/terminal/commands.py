@@ -2,7 +2,12 @@
 
 terminal register --kind kiosk|app|counter --name NAME --key-file PATH [--municipality CODE]
 terminal list
-terminal agent --terminal-id ID --key-file PATH --server URL (--card ID [--cards-dir DIR] | --reader NAME)
+terminal agent --key-file PATH [--terminal-id ID] --server URL [--card ID] [--cards-dir DIR | --reader NAME]
+               [--listen 127.0.0.1:8765] [--origin URL]... [--open] [--console]
+
+The agent serves its page on the loopback (``--listen``) and prints the page's URL; without ``--card`` or
+``--reader`` it is a virtual reader over the card directory, cards put on it by ``POST /v1/card``. ``--console``
+is the old mode: PINs typed on this console, the procedure picked up from the server.
 """
 
 from __future__ import annotations
@@ -29,15 +34,21 @@ def register(subparsers: argparse._SubParsersAction, bench: argparse._SubParsers
     lst.set_defaults(handler=_list)
 
     agent = sub.add_parser("agent", help="run the terminal agent (relays the card reader) until stopped")
-    agent.add_argument("--terminal-id", required=True)
     agent.add_argument("--key-file", type=Path, required=True)
+    agent.add_argument("--terminal-id", help="default: noted by `terminal register` beside the key file")
     agent.add_argument("--server", required=True, help="base URL of jpki-remote serve, e.g. https://…")
-    source = agent.add_mutually_exclusive_group(required=True)
-    source.add_argument("--card", help="a virtual card id (in-process)")
+    source = agent.add_mutually_exclusive_group()
+    source.add_argument("--card", help="a virtual card put on the virtual reader at start")
     source.add_argument("--reader", help="a PC/SC reader name (or part of it)")
     agent.add_argument(
         "--cards-dir", type=Path, default=None, help="virtual cards directory (default <data_dir>/cards)"
     )
+    agent.add_argument("--listen", default="127.0.0.1:8765", help="loopback HOST:PORT of the page's agent API")
+    agent.add_argument(
+        "--origin", action="append", default=None, help="page origin allowed by CORS (default: the --server's)"
+    )
+    agent.add_argument("--open", action="store_true", help="open the page in the default browser")
+    agent.add_argument("--console", action="store_true", help="PINs on this console instead of the page")
     agent.set_defaults(handler=_agent)
 
 
@@ -62,6 +73,9 @@ def _register(args: argparse.Namespace) -> int:
     except (TerminalError, ValueError) as exc:
         print(f"error: {exc}")
         return 1
+    from jpki_remote.terminal.launch import terminal_id_file
+
+    terminal_id_file(args.key_file).write_text(terminal_id + "\n")
     print(terminal_id)
     return 0
 
@@ -83,29 +97,84 @@ def _agent(args: argparse.Namespace) -> int:
     import signal
     import threading
 
+    import httpx
+
     from jpki_remote.config import load_settings
-    from jpki_remote.terminal.agent import ConsolePinPad, run_loop
-    from jpki_remote.terminal.client import ServerClient
+    from jpki_remote.terminal.client import ServerError
     from jpki_remote.terminal.keys import load_or_create_key
+    from jpki_remote.terminal.launch import terminal_id_file
 
     if not args.key_file.exists():
         print(f"error: no key file {args.key_file}; register the terminal first")
         return 1
+    terminal_id = args.terminal_id
+    if terminal_id is None and terminal_id_file(args.key_file).exists():
+        terminal_id = terminal_id_file(args.key_file).read_text().strip()
+    if not terminal_id:
+        print("error: --terminal-id is needed (no id noted beside the key file)")
+        return 1
     key = load_or_create_key(args.key_file)
-    if args.card:
-        from jpki_remote.card.store import CardStore
-        from jpki_remote.card.transports.inprocess import InProcessTransport
-
-        cards_dir = args.cards_dir or load_settings().data_dir / "cards"
-        transport = InProcessTransport(CardStore(cards_dir).open(args.card))
-    else:
-        from jpki_remote.card.transports.pcsc import PcscTransport
-
-        transport = PcscTransport(args.reader)
+    cards_dir = args.cards_dir or load_settings().data_dir / "cards"
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    client = ServerClient(args.server, args.terminal_id, key)
+    try:
+        if args.console:
+            return _console_agent(args, terminal_id, key, cards_dir, stop)
+        return _page_agent(args, terminal_id, key, cards_dir, stop)
+    except ServerError as exc:
+        print(f"error: the server refused the terminal: {exc}")
+    except httpx.HTTPError as exc:
+        print(f"error: cannot reach the server {args.server}: {type(exc).__name__}")
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"error: {exc}")
+    return 1
+
+
+def _page_agent(args: argparse.Namespace, terminal_id: str, key: object, cards_dir: Path, stop: object) -> int:
+    import webbrowser
+
+    from jpki_remote.terminal.launch import start_agent
+    from jpki_remote.terminal.local_api import origin_of
+    from jpki_remote.terminal.readers import PcscReader, VirtualReader
+
+    reader = PcscReader(args.reader) if args.reader else VirtualReader(cards_dir)
+    if args.card:
+        reader.insert(args.card)  # type: ignore[union-attr]
+    origins = {origin_of(o) for o in args.origin} if args.origin else None
+    agent = start_agent(
+        server_url=args.server, terminal_id=terminal_id, key=key, reader=reader, listen=args.listen, origins=origins
+    )
+    try:
+        url = agent.page_url(agent.service.client.browser_link())
+        print(f"terminal {terminal_id} ({agent.service.identity.kind}), reader: {reader.name}")
+        print(f"agent API: {agent.base_url} (a fresh page link any time: {agent.launcher_url})")
+        print(f"page: {url}", flush=True)
+        if args.open:
+            webbrowser.open(url)
+        stop.wait()  # type: ignore[attr-defined]
+    finally:
+        agent.stop()
+    return 0
+
+
+def _console_agent(args: argparse.Namespace, terminal_id: str, key: object, cards_dir: Path, stop: object) -> int:
+    from jpki_remote.terminal.agent import ConsolePinPad, run_loop
+    from jpki_remote.terminal.client import ServerClient
+
+    if args.reader:
+        from jpki_remote.card.transports.pcsc import PcscTransport
+
+        transport = PcscTransport(args.reader)
+    elif args.card:
+        from jpki_remote.card.store import CardStore
+        from jpki_remote.card.transports.inprocess import InProcessTransport
+
+        transport = InProcessTransport(CardStore(cards_dir).open(args.card))
+    else:
+        print("error: --console needs --card or --reader")
+        return 1
+    client = ServerClient(args.server, terminal_id, key)  # type: ignore[arg-type]
     try:
         client.authenticate()
         print(f"browser link: {args.server.rstrip('/')}/?link={client.browser_link()}")

@@ -472,6 +472,7 @@ def create_app(
         return {"recovered": [{"id": pid, "outcome": outcome} for pid, outcome in get_engine().recover()]}
 
     app.include_router(api)
+    _include_routers(app, settings, database)
     _mount_others(app, settings, database, admin, mount_status)
     _mount_pages(app)
     app.add_middleware(BodyLimit, limit=settings.max_request_bytes)  # type: ignore[arg-type]
@@ -508,6 +509,13 @@ def _mount_others(app: FastAPI, settings: Settings, database: Database, admin: A
         app.include_router(create_router(database, dependencies=[Depends(admin)]))
     except Exception as exc:
         log.warning("analytics endpoints not mounted: %s", exc)
+
+
+def _include_routers(app: FastAPI, settings: Settings, database: Database) -> None:
+    """The route modules kept outside this file (each ``create_*_router(settings, database)`` under ``/api/v1``)."""
+    from jpki_remote.web.api_terminal import create_terminal_router
+
+    app.include_router(create_terminal_router(settings, database), prefix=API)
 
 
 def _mount_pages(app: FastAPI) -> None:

@@ -38,7 +38,7 @@ class StartRequest(Strict):
 
 class ExchangeRequest(Strict):
     seq: StrictInt | None = None
-    responses: Annotated[list[Hex], Field(max_length=64)] = []
+    responses: Annotated[list[Hex], Field(max_length=256)] = []  # a card face: up to 128 READ BINARY in one batch
     event: Literal["card_removed", "card_inserted", "retry"] | None = None
 
 
