@@ -47,7 +47,7 @@ PIN_REFS = {
     "text_pin": ("text", 0x0011),
 }
 # Which photo of a person is on the card (the camera shows 1.jpg: never the same picture).
-CARD_PHOTO = {"obama": "3.jpg", "biden": "2.jpg", "kit_harington": "2.jpg", "rose_leslie": "2.jpg",
+CARD_PHOTO = {"obama": "3.jpg", "biden": "2.jpg", "kit_harington": "3.jpg", "rose_leslie": "2.jpg",
               "alex_lacamoire": "2.jpg", "eric_clapton": "2.jpg", "john_lennon": "2.jpg"}
 
 
@@ -536,6 +536,23 @@ class E2EWorld:
             return [(r.kind, r.target, r.channel, r.status.value, r.state, r.error_code) for r in rows]
 
 
+    def audit_events(self, card_id: str, event_type: str) -> list[Any]:
+        """The audit events ``<procedure kind>.<event_type>`` of every procedure on the card (what an auditor reads)."""
+        from sqlalchemy import select
+
+        from jpki_remote.audit.log import AuditLog
+        from jpki_remote.procedures.models import Procedure
+
+        with self.db.session() as session:
+            ids = list(session.scalars(select(Procedure.id).where(Procedure.card_id == card_id)))
+        log = AuditLog(self.db)
+        found = []
+        for procedure_id in ids:
+            events = log.events(procedure_id=procedure_id, limit=500)
+            found += [e for e in events if e.event_type.rsplit(".", 1)[-1] == event_type]
+        return found
+
+
 def _der(value: bytes) -> bytes:
     """A certificate EF holds the DER and filler: cut at the DER's own length."""
     from cryptography import x509
@@ -563,3 +580,28 @@ def png_size(data: bytes) -> tuple[int, int]:
 
     with Image.open(io.BytesIO(data)) as image:
         return image.size
+
+
+PKCS11_MODULE = Path("/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so")
+AUTH_TOKEN = "JPKI (User Authentication PIN)"
+
+
+def opensc_auth_login(stack_env: dict[str, str], workdir: Path, pin: str) -> subprocess.CompletedProcess[str]:
+    """OpenSC's PKCS#11 module (``pkcs11-tool --login``) on the JPKI auth token of the card in the vpcd reader:
+    logs in with ``pin`` and signs a few bytes with the auth key (a client we did not write)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    conf = workdir / "opensc.conf"
+    conf.write_text("app default {\n  framework pkcs15 {\n    use_file_caching = no;\n  }\n}\n")
+    home = workdir / "home"
+    home.mkdir(exist_ok=True)
+    data = workdir / "challenge.bin"
+    data.write_bytes(b"jpki-remote e2e " + secrets.token_bytes(16))
+    env = {**stack_env, "OPENSC_CONF": str(conf), "HOME": str(home), "XDG_CACHE_HOME": str(home / ".cache"),
+           "LC_ALL": "C"}
+    env.pop("OPENSC_DEBUG", None)
+    return subprocess.run(
+        ["pkcs11-tool", "--module", str(PKCS11_MODULE), "--token-label", AUTH_TOKEN, "--login", "--pin", pin,
+         "--sign", "--mechanism", "SHA256-RSA-PKCS", "--id", "01", "--input-file", str(data),
+         "--output-file", str(workdir / "signature.bin")],
+        env=env, cwd=workdir, capture_output=True, text=True, timeout=120,
+    )

@@ -143,6 +143,10 @@ def wait_done(session: Session, pins: dict[str, str]) -> dict[str, str]:
         assert len(asked) < 4, f"asked again and again: {asked}"
         asked.append(match)
         screen.type_on_keypad(pins[match])
+        if title.startswith("choose a new"):  # a new PIN is typed twice
+            screen.wait_for("() => document.getElementById('pin-title-en').textContent.includes('again')",
+                            timeout_ms=10_000, what="the confirmation of the new PIN")
+            screen.type_on_keypad(pins[match])
         screen.page.wait_for_function(
             "() => document.querySelector('[data-screen=pin]').hidden", timeout=30_000)
     session.timings["update"] = time.monotonic() - started
@@ -151,3 +155,33 @@ def wait_done(session: Session, pins: dict[str, str]) -> dict[str, str]:
     from e2e_pages import receipt
 
     return receipt(screen)
+
+
+PIN_TITLES = {"auth_pin": "authentication pin", "sign_password": "signature password",
+              "residence_pin": "residence registry pin", "text_pin": "card-text pin"}
+
+
+def holder_procedure(session: Session, *, kind: str, target: str = "certificates", known: str = "auth_pin",
+                     new_pin: str | None = None, wrong_code_first: bool = False) -> dict[str, Any]:
+    """A renewal or PIN reset from the menu to the receipt, every step on the page. Returns what was seen."""
+    screen = session.open()
+    assert screen.screen() == "menu", screen.describe()
+    if kind == "renewal":
+        screen.choose_renewal()
+    else:
+        session.shot("01-menu")
+        screen.page.click("[data-action=choose-reset]")
+        screen.wait_screen("reset-kind")
+        session.shot("02-reset-kind")
+        screen.page.click(f"[data-screen=reset-kind] [data-target={target}]")
+        screen.wait_screen("known-pin")
+        screen.page.click(f"[data-screen=known-pin] [data-known={known}]")
+    holder = session.holder
+    steps = card_and_pins(session, (PIN_TITLES[known], holder.pins[known]))
+    seen = face_and_code(session, steps, wrong_code_first=wrong_code_first)
+    during = {PIN_TITLES["auth_pin"]: holder.pins["auth_pin"]}
+    if new_pin is not None:
+        during = {f"choose a new {PIN_TITLES[target]}": new_pin, **during}
+    seen["receipt"] = wait_done(session, during)
+    assert not screen.errors and not session.screen.errors, session.screen.errors
+    return seen
