@@ -44,8 +44,13 @@ def register(subparsers: argparse._SubParsersAction, bench: argparse._SubParsers
 
 
 def _demo(args: argparse.Namespace) -> int:
+    import logging
+
     from jpki_remote.config import load_settings
     from jpki_remote.demo.residents import faces_dir
+
+    if not getattr(args, "verbose", False):  # the demo's own output is the point; libraries only when asked (-v)
+        logging.getLogger().setLevel(logging.WARNING)
 
     try:
         settings = load_settings()

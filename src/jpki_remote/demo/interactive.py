@@ -51,10 +51,18 @@ def demo_settings(base: Settings, *, data_dir: Path, host: str, port: int) -> Se
     )
 
 
+def pad(text: str, width: int) -> str:
+    """``text`` padded to ``width`` terminal columns (full-width characters count two)."""
+    import unicodedata
+
+    used = sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+    return text + " " * max(1, width - used)
+
+
 def residents_table(env: DemoEnvironment) -> list[str]:
     """The demo residents with what a person needs to walk through every procedure (demo credentials only)."""
     lines = []
-    header = f"  {'住民 resident':<14} {'card id':<13} {'照合番号B':<15} state / what to try"
+    header = f"  {pad('住民 resident', 16)}{pad('card id', 14)}{pad('照合番号B', 16)}state / what to try"
     lines.append(header)
     for spec in people.RESIDENTS:
         card = env.manifest.cards.get(spec.key)
@@ -64,7 +72,7 @@ def residents_table(env: DemoEnvironment) -> list[str]:
         lock = ""
         if spec.locked:
             lock = f"; {PIN_LABELS[spec.locked][0]} ロック中 (locked {PIN_LABELS[spec.locked][1]}): 再設定 / reset"
-        lines.append(f"  {spec.name:<12} {card.card_id:<13} {card.code_b:<15} {ja} / {en}{lock}")
+        lines.append(f"  {pad(spec.name, 16)}{pad(card.card_id, 14)}{pad(card.code_b, 16)}{ja} / {en}{lock}")
     return lines
 
 

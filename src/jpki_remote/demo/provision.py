@@ -237,6 +237,7 @@ def _issue_card(env: DemoEnvironment, spec: ResidentSpec, today: date, enrol_fac
     from jpki_remote.card.personalise import HolderRecord
     from jpki_remote.card.store import CardStore
     from jpki_remote.procedures.ports import ProofingFace
+    from jpki_remote.procedures.surface import sign_card_surface, surface_key
     from jpki_remote.registry import service as registry
 
     photo_file = people.photo_path(env.faces, spec, "card")
@@ -292,6 +293,9 @@ def _issue_card(env: DemoEnvironment, spec: ResidentSpec, today: date, enrol_fac
         made = create_card(
             holder, issuer_master_key=env.master_key, pins=pins, certificates=certificates, store=store, card_id=card_id
         )
+        # the card centre signs the card face with its key in the CA key store (the server checks it)
+        sign_card_surface(made.card.transmit, env.master_key, made.verification_code_b, surface_key(env.keystore))
+        made.card.reset()
         with IssuerSession(made.card, env.master_key) as issuer:
             surface = issuer.read_public_key("surface", layout.SURFACE_AP_KEY)
         made.card.reset()

@@ -13,7 +13,8 @@ Each resident exercises one situation a person can walk through in the browser:
 
 The face photos come from a folder of real photos (one sub-folder per person): the card photo from one picture,
 the "camera" from another picture of the same person where the folder has two (so the face match compares two
-different photographs, as at a real kiosk).
+different photographs, as at a real kiosk). The residents who pass a face check in the scripted run wear the photos
+whose synthetic live capture (:mod:`jpki_remote.demo.live_capture`) passes liveness for every challenge order.
 """
 
 from __future__ import annotations
@@ -213,8 +214,10 @@ class WaitingResident:
     birth_date: date = date(1995, 4, 1)
     address: str = ADDRESS_PREFIX + "芝浦３丁目１番１号"
     email: str = "shibaura@demo.jpki-remote.example"
-    person: str = "alex_lacamoire"  # the photo the card centre puts on the new card (scripted run)
-    photo: str = "1.jpg"
+    # the photo the card centre puts on the new card in the scripted run (a different picture of a person who is
+    # also a demo resident: every photo in the folder whose synthetic capture passes liveness is in use)
+    person: str = "obama"
+    photo: str = "2.jpg"
 
     @property
     def name(self) -> str:

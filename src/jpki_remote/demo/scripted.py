@@ -122,7 +122,7 @@ def _face(run: Run, terminal: TerminalClient, view: dict[str, Any], photo: bytes
     steps = challenge.get("steps") if isinstance(challenge, dict) else challenge
     if not steps:
         raise Unexpected(f"no liveness challenge in state {view.get('state')}")
-    return terminal.submit_face(view["id"], capture(photo, steps, neutral=3))
+    return terminal.submit_face(view["id"], capture(photo, steps, neutral=2))
 
 
 def _code(run: Run, terminal: TerminalClient, view: dict[str, Any], key: str) -> str:
@@ -314,7 +314,11 @@ def issuance(run: Run, terminal: TerminalClient) -> str:
             ) from None
         raise
     with terminal.inserted(facts["card_id"]) as reader:
-        pinpad = ScriptedPinPad(pins={"auth_pin": DEMO_PINS["auth_pin"]}, new_pins=dict(DEMO_PINS))
+        # 照合番号B (printed on the new card) opens its face for the check against the registry; the auth PIN the
+        # holder has just chosen proves the new keys
+        pinpad = ScriptedPinPad(
+            pins={"auth_pin": DEMO_PINS["auth_pin"], "code_b": facts["code_b"]}, new_pins=dict(DEMO_PINS)
+        )
         view = terminal.relay(view["id"], reader, pinpad)
     if view["status"] != "completed":
         raise Unexpected(_ended(view))
