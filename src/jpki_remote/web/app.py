@@ -456,16 +456,20 @@ def create_app(
             limit=max(1, min(limit, 500)),
             newest_first=newest_first,
         )
-        return {"size": log_.size(), "events": [_event_dict(e) for e in events]}
+        from jpki_remote.web.audit_view import latest_head_view
+
+        head = latest_head_view(database, settings)
+        return {"size": log_.size(), "events": [_event_dict(e) for e in events], "signed_head": head}
 
     @api.get("/admin/audit/{seq}/proof", tags=["admin"], dependencies=[Depends(admin)])
     def audit_proof(seq: int) -> dict:
-        from jpki_remote.audit.log import AuditLog
+        """Inclusion proof of event ``seq`` (0-based) with ``leaf_data`` and the head's signing public key."""
+        from jpki_remote.web.audit_view import NoSuchEvent, inclusion_proof_view
 
-        log_ = AuditLog(database)
-        if not 1 <= seq <= log_.size():
-            raise ApiError(404)
-        return log_.inclusion_proof(seq).as_dict()
+        try:
+            return inclusion_proof_view(database, settings, seq)
+        except NoSuchEvent:
+            raise ApiError(404) from None
 
     @api.post("/admin/recover", tags=["admin"], dependencies=[Depends(admin)])
     def recover() -> dict:
