@@ -1,0 +1,182 @@
+"""Proofs posted by the browser or staff: security codes, face captures with liveness, staff checks — each
+behind the rate limits."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from jpki_remote.procedures.attempts import LockedOutError, check_attempt
+from jpki_remote.procedures.audit_trail import AuditTrail
+from jpki_remote.procedures.errors import ProcedureError, message
+from jpki_remote.procedures.models import Procedure, ProcedureStatus
+from jpki_remote.procedures.policy import Proof
+from jpki_remote.registry import service as registry
+
+log = logging.getLogger(__name__)
+
+
+class Proofs(AuditTrail):
+    """Proofs from the browser or staff."""
+
+    def _proof_target(self, session: Session, procedure_id: str, terminal_id: str | None, proof: str) -> Procedure:
+        proc = self._load(session, procedure_id)
+        self._check_terminal(proc, terminal_id)
+        if proc.status is not ProcedureStatus.ACTIVE:
+            raise ProcedureError("not_active", 409)
+        if not self._rule(proc).accepts(proof):
+            raise ProcedureError("proof_not_required", 409)
+        return proc
+
+    def _limit(self, proc: Procedure, kind: str, terminal_id: str | None, address: str | None) -> int | None:
+        """Count one attempt; a lockout ends the procedure (audited) and raises :class:`LockedOutError`."""
+        try:
+            return check_attempt(
+                self.ports.limits,
+                kind,
+                channel=proc.channel,
+                card_id=proc.card_id,
+                terminal_id=terminal_id or proc.terminal_id,
+                address=address,
+            ).remaining
+        except LockedOutError as exc:
+            self._audit(proc, "limits", "failure", attempt_kind=kind, reason=exc.code)
+            self._fail(proc.id, exc.code)
+            raise
+
+    def request_code(self, procedure_id: str, terminal_id: str | None, *, address: str | None = None) -> dict[str, Any]:
+        with self._tx() as session:
+            proc = self._proof_target(session, procedure_id, terminal_id, Proof.SECURITY_CODE.value)
+            if proc.resident_id is None:
+                raise ProcedureError("wrong_step", 409)  # the card has not proved possession yet
+            contacts = registry.contacts_of(session, proc.resident_id, verified_only=True)
+            kind = proc.kind
+        if not contacts or self.ports.codes is None:
+            raise ProcedureError("no_contact", 409)
+        try:
+            self._limit(proc, "code_attempt", terminal_id, address)
+        except LockedOutError:
+            return self.view(procedure_id)
+        contact = sorted(contacts, key=lambda c: 0 if c.kind.value == "mobile" else 1)[0]
+        from jpki_remote.proofing.codes import CodeIssueRefused
+
+        try:
+            issued = self.ports.codes.issue(procedure_id, kind, contact)
+        except CodeIssueRefused as exc:
+            if exc.reason == "locked":
+                self._fail(procedure_id, "code_locked")
+                return self.view(procedure_id)
+            raise ProcedureError(
+                "code_refused", 429 if exc.reason in ("cooldown", "too_many_codes") else 503, {"reason": exc.reason}
+            ) from None
+        with self._tx() as session:
+            proc = self._load(session, procedure_id)
+            self._set_data(proc, code_sent_to=issued.contact_masked)
+            self._touch(proc)
+            self._audit(proc, "code_sent", "success", contact_kind=contact.kind.value)
+        return self.view(procedure_id)
+
+    def verify_code(
+        self, procedure_id: str, terminal_id: str | None, entered: object, *, address: str | None = None
+    ) -> dict[str, Any]:
+        with self._tx() as session:
+            proc = self._proof_target(session, procedure_id, terminal_id, Proof.SECURITY_CODE.value)
+            kind = proc.kind
+            attempts = int((proc.data or {}).get("code_attempts", 0)) + 1
+            self._set_data(proc, code_attempts=attempts)
+        if self.ports.codes is None:
+            raise ProcedureError("no_contact", 409)
+        try:
+            self._limit(proc, "code_attempt", terminal_id, address)
+        except LockedOutError:
+            return self.view(procedure_id)
+        outcome = self.ports.codes.verify(procedure_id, kind, entered)
+        status = str(getattr(outcome.status, "value", outcome.status))
+        if outcome.accepted:
+            with self._tx() as session:
+                proc = self._load(session, procedure_id)
+                self._add_proof(session, proc, Proof.SECURITY_CODE.value)
+                self._touch(proc)
+                self._audit(proc, "code_verify", "success", result=status, tries_left=outcome.tries_left)
+            return self._advance(procedure_id)
+        self._audit(proc, "code_verify", "failure", result=status, tries_left=outcome.tries_left)
+        if status == "locked":
+            self._fail(procedure_id, "code_locked")
+            return self.view(procedure_id)
+        view = self.view(procedure_id)
+        view["message"] = message("code_wrong" if status in ("wrong", "malformed") else "code_expired")
+        view["code_tries_left"] = outcome.tries_left
+        return view
+
+    def submit_face(
+        self, procedure_id: str, terminal_id: str | None, frames: Sequence[bytes], *, address: str | None = None
+    ) -> dict[str, Any]:
+        """Frames of a live capture (JPEG/PNG bytes, in order, covering the liveness challenge). Every capture is
+        one ``face_attempt`` under the limits, counted before the comparison; a lockout ends the procedure."""
+        with self._tx() as session:
+            proc = self._load(session, procedure_id)
+            self._check_terminal(proc, terminal_id)
+            if proc.status is not ProcedureStatus.ACTIVE:
+                raise ProcedureError("not_active", 409)
+            rule = self._rule(proc)
+            proof = Proof.FACE_LIVENESS.value if rule.accepts(Proof.FACE_LIVENESS.value) else Proof.FACE_ENROLLED.value
+            if not rule.accepts(proof):
+                raise ProcedureError("proof_not_required", 409)
+            data = dict(proc.data or {})
+            if proof == Proof.FACE_LIVENESS.value and "card_photo" not in data:
+                raise ProcedureError("wrong_step", 409)
+            enrolled = registry.enrolled_encoding(session, proc.card_id or "") if proc.card_id else None
+            if proof == Proof.FACE_ENROLLED.value and enrolled is None:
+                raise ProcedureError("wrong_step", 409)
+            attempts = int(data.get("face_attempts", 0)) + 1
+            self._set_data(proc, face_attempts=attempts)
+            self._touch(proc)
+        if self.ports.face is None:
+            raise ProcedureError("face_refused", 503)
+        try:
+            remaining = self._limit(proc, "face_attempt", terminal_id, address)
+        except LockedOutError as exc:
+            view = self.view(procedure_id)
+            view["face_result"] = {"reason": exc.code, "attempts_left": 0}
+            return view
+        result = self.ports.face.verify(
+            frames,
+            card_photo=data.get("card_photo"),
+            enrolled=enrolled[1] if enrolled and enrolled[0] == self.ports.face.model else None,
+            challenge=data.get("face_challenge") or {},
+            card_id=proc.card_id,
+        )
+        outcome = {"result": result.reason, "score": result.distance, "attempt_count": attempts}
+        if result.matched:
+            with self._tx() as session:
+                proc = self._load(session, procedure_id)
+                self._add_proof(session, proc, proof)
+                self._audit(proc, "face_match", "success", **outcome)
+            return self._advance(procedure_id)
+        self._audit(proc, "face_match", "failure", **outcome)
+        if not result.retry_allowed:
+            self._fail(procedure_id, "face_refused")
+        view = self.view(procedure_id)
+        view["face_result"] = {"reason": result.reason, "attempts_left": remaining}
+        if view["status"] == "active":
+            view["message"] = message("face_retry")
+        return view
+
+    def record_staff_check(self, procedure_id: str, staff_id: str, documents: Sequence[str]) -> dict[str, Any]:
+        """Counter staff confirm they checked the holder's ID documents (types only, never numbers)."""
+        docs = [str(d)[:40] for d in documents][:5]
+        if not staff_id or not docs:
+            raise ProcedureError("invalid_request", 422)
+        with self._tx() as session:
+            proc = self._proof_target(session, procedure_id, None, Proof.STAFF_CHECK.value)
+            self._add_proof(session, proc, Proof.STAFF_CHECK.value)
+            self._set_data(proc, staff_id=staff_id, documents=docs)
+            if proc.card_id and proc.resident_id is None:
+                card = registry.get_card(session, proc.card_id)
+                proc.resident_id = card.resident_id if card else None
+            self._touch(proc)
+            self._audit(proc, "staff_check", "success", staff_id=staff_id, document_types=docs)
+        return self._advance(procedure_id)
