@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from e2e import AgentProcess, E2EWorld, Holder
+from e2e import PINS, AgentProcess, E2EWorld, Holder, serial_of
 from e2e_pages import HolderScreen, agent_token, camera_steps, page_url_without_link
 
 VIEWPORTS = {"kiosk": {"width": 1280, "height": 800}, "app": {"width": 1024, "height": 768}}
@@ -185,3 +185,19 @@ def holder_procedure(session: Session, *, kind: str, target: str = "certificates
     seen["receipt"] = wait_done(session, during)
     assert not screen.errors and not session.screen.errors, session.screen.errors
     return seen
+
+
+def check_renewed(world: E2EWorld, card_id: str, old: tuple[bytes, bytes], workdir: Path) -> tuple[bytes, bytes]:
+    """The card holds new certificates; OCSP: new good, old revoked (superseded); the audit log verifies."""
+    new = world.card_certificates(card_id, PINS["sign_password"])
+    assert serial_of(new[0]) != serial_of(old[0]) and serial_of(new[1]) != serial_of(old[1])
+    for der, kind in ((new[0], "authentication"), (new[1], "signature")):
+        answer = world.ocsp(der, kind, workdir)
+        assert answer.status == "good", answer.output
+    for der, kind in ((old[0], "authentication"), (old[1], "signature")):
+        answer = world.ocsp(der, kind, workdir)
+        assert (answer.status, answer.reason) == ("revoked", "superseded"), answer.output
+    assert world.card_pin_ok(card_id, "auth_pin", PINS["auth_pin"])  # renewal keeps the holder's PINs
+    audit = world.audit_verify()
+    assert audit.returncode == 0 and "result: OK" in audit.stdout, audit.stdout + audit.stderr
+    return new

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e import PINS, E2EWorld, opensc_auth_login, serial_of
-from e2e_flows import Session, card_and_pins, face_and_code, holder_procedure, wait_done
+from e2e import PINS, E2EWorld, opensc_auth_login
+from e2e_flows import Session, card_and_pins, check_renewed, face_and_code, holder_procedure, wait_done
 from e2e_pages import screenshots_wanted
 
 from card.transports.fixtures import insert_card, pcsc_stack
@@ -23,22 +23,6 @@ from card.transports.fixtures import insert_card, pcsc_stack
 __all__ = ["insert_card", "pcsc_stack"]  # PC/SC fixtures of the card tests (pcscd + vpcd), for OpenSC
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
-
-
-def check_renewed(world: E2EWorld, card_id: str, old: tuple[bytes, bytes], workdir: Path) -> tuple[bytes, bytes]:
-    """The card holds new certificates; OCSP: new good, old revoked (superseded); the audit log verifies."""
-    new = world.card_certificates(card_id, PINS["sign_password"])
-    assert serial_of(new[0]) != serial_of(old[0]) and serial_of(new[1]) != serial_of(old[1])
-    for der, kind in ((new[0], "authentication"), (new[1], "signature")):
-        answer = world.ocsp(der, kind, workdir)
-        assert answer.status == "good", answer.output
-    for der, kind in ((old[0], "authentication"), (old[1], "signature")):
-        answer = world.ocsp(der, kind, workdir)
-        assert (answer.status, answer.reason) == ("revoked", "superseded"), answer.output
-    assert world.card_pin_ok(card_id, "auth_pin", PINS["auth_pin"])  # renewal keeps the holder's PINs
-    audit = world.audit_verify()
-    assert audit.returncode == 0 and "result: OK" in audit.stdout, audit.stdout + audit.stderr
-    return new
 
 
 def test_renewal_at_the_kiosk(e2e_world: E2EWorld, browser_factory: Any, y4m_cache: Any, tmp_path: Path) -> None:
