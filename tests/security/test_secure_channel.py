@@ -124,8 +124,6 @@ def test_issuer_commands_need_the_secure_channel(card: VirtualCard) -> None:
             assert answer[-2:] == SW_SECURITY, (hex(cla), hex(ins), answer.hex())
 
 
-@pytest.mark.xfail(strict=True, reason="finding S-10: a plain (unprotected) issuer command inside a session does "
-                   "not end the session (issuer_domain.py:98-101)")
 def test_unprotected_command_inside_a_session_ends_it(card: VirtualCard, master: bytes) -> None:
     with IssuerSession(card, master) as issuer:
         assert card.transmit(bytes([0x80, isd.INS_GET_STATUS, 0, 0, 0]))[-2:] == SW_SECURITY

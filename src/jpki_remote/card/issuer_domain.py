@@ -20,7 +20,8 @@ Our design (the real card's issuer commands are not public), GlobalPlatform SCP0
 | F7 GET STATUS | 00 | 00 | – | lifecycle, pending slots, PIN counters (TLV) |
 
 A bad C-MAC (tampered or replayed command) ends the session: that command and every later one answer ``6982``
-until a new INITIALIZE UPDATE. Re-selecting any AP or resetting the card also ends it.
+until a new INITIALIZE UPDATE. So does an unprotected (CLA ``80``) issuer command sent while a session is open.
+Re-selecting any AP or resetting the card also ends it.
 
 Retry limit (like a GlobalPlatform card's authentication counter): every INITIALIZE UPDATE that returns a card
 cryptogram counts as a failed authentication — written to the card state *before* the answer leaves the card, so
@@ -116,8 +117,9 @@ class IssuerDomain:
             raise ApduError(SW.INS_NOT_SUPPORTED)
         channel = self._channel
         if cmd.cla != 0x84 or channel is None or channel.level & REQUIRED_LEVEL != REQUIRED_LEVEL:
-            if cmd.cla == 0x84:
-                self.close_session()
+            # anything but a protected command ends an open session (or a half-open one): a terminal that slips a
+            # plain issuer command into a session gets 6982, and so does every later command of that session
+            self.close_session()
             raise ApduError(SW.SECURITY_STATUS_NOT_SATISFIED)
         try:
             inner = channel.unwrap(cmd)
