@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -91,6 +92,16 @@ class RunningDemo:
         return next(word for word in line.split() if word.startswith("http://"))
 
 
+def cards_in(lines: list[str]) -> list[str]:
+    """The card ids of the residents table: a 12-digit card id followed by the 14-digit 照合番号B."""
+    found = []
+    for line in lines:
+        match = re.search(r"(?<!\d)(\d{12})\s+\d{14}(?!\d)", line)
+        if match:
+            found.append(match.group(1))
+    return found
+
+
 @pytest.fixture
 def demo_runs() -> Iterator[list[RunningDemo]]:
     runs: list[RunningDemo] = []
@@ -146,17 +157,27 @@ def test_demo_serves_the_pages_stops_cleanly_and_reuses_its_data(
         for path in ("/kiosk", "/portal", "/counter", "/admin", "/admin/stats", "/api/v1/health"):
             assert http.get(server + path).status_code == 200, path
         for label in ("kiosk", "portal", "counter"):
-            opened = http.get(first.url(label))  # the terminal's page with a fresh one-time browser link
+            # the terminal agent's launcher: a fresh one-time browser link, then the terminal's page
+            opened = http.get(first.url(label), follow_redirects=True)
             assert opened.status_code == 200 and opened.url.path in ("/kiosk", "/portal", "/counter"), label
+        desk = first.url("demo desk")
+        page = http.get(desk)
+        assert page.status_code == 200 and "デモ" in page.text
+        card = cards_in(first.lines)[0]
+        moved = http.post(f"{desk}insert", data={"terminal": "kiosk", "card_id": card}, headers={"Origin": desk[:-1]})
+        assert moved.status_code == 303
+        agent = first.url("kiosk").rstrip("/")
+        status = http.get(f"{agent}/v1/status")  # without the page's token the agent says nothing
+        assert status.status_code in (401, 403)
+        assert card in http.get(desk).text and "in the reader" in http.get(desk).text
+        foreign = http.post(f"{desk}remove", data={"terminal": "kiosk"}, headers={"Origin": "http://evil.example"})
+        assert foreign.status_code == 403
+        assert http.get(f"{desk}outbox").status_code == 200
         ocsp = first.url("OCSP")
         assert ocsp.startswith(server + "/ocsp/")
         crl = http.get(f"{server}/crl/authentication/0.crl")
         assert crl.status_code == 200 and crl.headers["content-type"].startswith("application/pkix-crl")
-    cards = [
-        line.split()[1]
-        for line in first.lines
-        if line.strip() and line.split()[1:2] and line.split()[1].isdigit() and len(line.split()[1]) == 12
-    ]
+    cards = cards_in(first.lines)
     assert len(cards) == 10, first.lines
     assert any("DEMO CREDENTIALS" in line for line in first.lines)
     assert first.stop(signal.SIGINT) == 0
@@ -166,12 +187,7 @@ def test_demo_serves_the_pages_stops_cleanly_and_reuses_its_data(
     demo_runs.append(second)
     second.wait_for(READY, timeout=200)
     assert any("0 created, 10 reused" in line for line in second.lines), second.lines
-    again = [
-        line.split()[1]
-        for line in second.lines
-        if line.strip() and line.split()[1:2] and line.split()[1].isdigit() and len(line.split()[1]) == 12
-    ]
-    assert again == cards
+    assert cards_in(second.lines) == cards
     assert httpx.get(f"{server}/kiosk", timeout=30).status_code == 200
     assert second.stop(signal.SIGTERM) == 0
 

@@ -76,23 +76,23 @@ def residents_table(env: DemoEnvironment) -> list[str]:
     return lines
 
 
-def print_banner(env: DemoEnvironment, server_url: str, agents: dict[str, object], out: TextIO) -> None:
+def print_banner(env: DemoEnvironment, server_url: str, screens: dict[str, str], desk_url: str, out: TextIO) -> None:
     def say(text: str = "") -> None:
         print(text, file=out, flush=True)
 
-    kiosk, app, counter = (agents[k] for k in ("kiosk", "app", "counter"))
     say()
     say("=" * 100)
     say("jpki-remote デモ / demo — 港区 (13103)")
     say("=" * 100)
-    say(f"  キオスク kiosk           {kiosk.page_url}    (カードリーダー reader: {kiosk.url}/)")  # type: ignore[attr-defined]
-    say(f"  オンライン portal        {app.page_url}    (カードリーダー reader: {app.url}/)")  # type: ignore[attr-defined]
-    say(f"  窓口 counter             {counter.page_url}    (カードリーダー reader: {counter.url}/)")  # type: ignore[attr-defined]
+    say(f"  操作台 demo desk         {desk_url}/   (カードを入れる・抜く / insert and remove cards)")
+    say(f"  キオスク kiosk           {screens['kiosk']}")
+    say(f"  オンライン portal        {screens['app']}")
+    say(f"  窓口 counter             {screens['counter']}")
     say(
         f"  管理 admin               {server_url}/admin   (statistics {server_url}/admin/stats; token in "
         f"{env.settings.data_dir / 'admin-token'})"
     )
-    say(f"  受信箱 demo outbox       {kiosk.url}/outbox   (セキュリティーコード / security codes)")  # type: ignore[attr-defined]
+    say(f"  受信箱 demo outbox       {desk_url}/outbox   (セキュリティーコード / security codes)")
     say(f"  OCSP                     {server_url}/ocsp/authentication   {server_url}/ocsp/signature")
     say(
         f"  CRL                      {server_url}/crl/authentication/0.crl … /crl/signature/"
@@ -109,12 +109,12 @@ def print_banner(env: DemoEnvironment, server_url: str, agents: dict[str, object
     say("  (a PIN you reset or change in the browser is the new one from then on)")
     for line in residents_table(env):
         say(line)
-    waiting = env.manifest.waiting_resident_id
-    say(f"  交付待ち waiting for a card: {people.WAITING.name}  resident id {waiting}")
-    say("  あなた自身のカード / your own card: counter reader page → take a photo → the counter screen issues it →")
+    say(f"  交付待ち waiting for a card: {people.WAITING.name}  resident id {env.manifest.waiting_resident_id}")
+    say("  あなた自身のカード / your own card: demo desk → photo → the card centre delivers a card to the counter →")
+    say("  counter screen: new issuance (ID of the waiting resident, the card's 照合番号B is on the desk) →")
     say("  then reset its PINs at the kiosk with your own face (renewal opens only 3 months before expiry).")
-    say("  カードを入れる: each terminal's reader page; 顔: your camera — the demo residents' faces are the photos in")
-    say(f"  {env.faces} (a person in front of their own camera matches only their own card).")
+    say(f"  顔 / faces: the demo residents' faces are the photos in {env.faces};")
+    say("  a person in front of their own camera matches only their own card.")
     say("-" * 100)
     say("Ctrl-C で終了 / Ctrl-C to stop")
 
@@ -130,10 +130,13 @@ def run_demo(
     out: TextIO | None = None,
     stop: threading.Event | None = None,
 ) -> int:
-    from jpki_remote.demo.agent_host import DemoAgent
-    from jpki_remote.demo.delivery import deliver
+    from jpki_remote.demo.delivery import card_data, deliver
+    from jpki_remote.demo.desk import DemoDesk, DeskTerminal
     from jpki_remote.demo.server import DemoServer, port_is_free
     from jpki_remote.proofing.delivery.outbox import dev_outbox
+    from jpki_remote.terminal.keys import load_or_create_key
+    from jpki_remote.terminal.launch import start_agent
+    from jpki_remote.terminal.readers import VirtualReader
 
     stream = out or sys.stdout
     prepare_data_dir(data_dir, fresh)
@@ -146,22 +149,24 @@ def run_demo(
     print(f"  住民 residents: {created} created, {reused} reused", file=stream, flush=True)
     stopping = stop or threading.Event()
     server = DemoServer(settings, env.db, host=host, port=port)
-    agents: dict[str, DemoAgent] = {}
+    agents: list[object] = []
+    desk: DemoDesk | None = None
     previous = {}
     for signum in (signal.SIGINT, signal.SIGTERM):
         previous[signum] = signal.signal(signum, lambda *_: stopping.set())
     try:
         url = server.start()
 
-        def labels() -> list[tuple[str, str]]:
-            out_ = []
+        def cards() -> list[tuple[str, str]]:
+            listed = []
             for spec in people.RESIDENTS:
                 card = env.manifest.cards.get(spec.key)
                 if card is not None:
-                    out_.append((card.card_id, f"{spec.name} — {SITUATION_TEXT[spec.situation][0]}"))
+                    listed.append((card.card_id, f"{spec.name} — {SITUATION_TEXT[spec.situation][0]}"))
             for path in sorted((data_dir / "demo" / "delivered").glob("*.json")):
-                out_.append((path.stem, "新しいカード / new card (counter issuance)"))
-            return out_
+                facts = card_data(data_dir, path.stem) or {}
+                listed.append((path.stem, f"新しいカード / new card — 照合番号B {facts.get('code_b', '?')}"))
+            return listed
 
         def new_card(photo: bytes) -> str:
             waiting = people.WAITING
@@ -177,26 +182,29 @@ def run_demo(
             )
             return facts["card_id"]
 
-        def outbox() -> list[object]:
-            return list(dev_outbox(env.db, limit=30))
-
+        terminals = []
         for kind in ("kiosk", "app", "counter"):
-            agent = DemoAgent(
-                url,
-                env.manifest.terminals[kind],
-                env.cards_dir,
-                labels,
-                new_card=new_card if kind == "counter" else None,
-                outbox=outbox,
+            known = env.manifest.terminals[kind]
+            reader = VirtualReader(env.cards_dir)
+            running = start_agent(
+                server_url=url,
+                terminal_id=known.terminal_id,
+                key=load_or_create_key(Path(known.key_file)),
+                reader=reader,
+                listen="127.0.0.1:0",
             )
-            agent.start(host="127.0.0.1")
-            agents[kind] = agent
-        print_banner(env, url, agents, stream)
+            agents.append(running)
+            terminals.append(DeskTerminal(kind, known.name, running.launcher_url, reader))
+        desk = DemoDesk(terminals, cards, lambda: list(dev_outbox(env.db, limit=30)), new_card)
+        desk_url = desk.start()
+        print_banner(env, url, {t.kind: t.screen_url for t in terminals}, desk_url, stream)
         stopping.wait()
         print("\n停止しています / stopping …", file=stream, flush=True)
     finally:
-        for agent in agents.values():
-            agent.stop()
+        if desk is not None:
+            desk.stop()
+        for agent in agents:
+            agent.stop()  # type: ignore[attr-defined]
         server.stop()
         env.close()
         for signum, handler in previous.items():
