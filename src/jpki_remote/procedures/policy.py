@@ -10,7 +10,6 @@ which needs a PIN the holder still knows).
 
 from __future__ import annotations
 
-import calendar
 import enum
 import json
 from collections.abc import Iterable
@@ -20,6 +19,8 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
+
+from jpki_remote import validity
 
 
 class Channel(enum.StrEnum):
@@ -100,11 +101,9 @@ class Rule:
 
 
 def add_months(day: date, months: int) -> date:
-    """``day`` shifted by ``months`` calendar months, clamped to the month's last day (31 May - 3 → 28/29 Feb)."""
-    index = day.year * 12 + day.month - 1 + months
-    year, month = divmod(index, 12)
-    month += 1
-    return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
+    """``day`` shifted by ``months`` calendar months, clamped to the month's last day (31 May - 3 → 28/29 Feb).
+    The rule is :func:`jpki_remote.validity.add_months`."""
+    return validity.add_months(day, months)
 
 
 @dataclass(frozen=True)
@@ -127,16 +126,21 @@ class Policy:
             raise PolicyError(f"no policy rule for {key[0].value} / {target!r} / {key[2].value}")
         return rule
 
+    def _validity(self) -> validity.ValidityPolicy:
+        return validity.ValidityPolicy(
+            renewal_window_months=self.months_before_expiry, signature_min_age=self.signature_min_age
+        )
+
     def renewal_open(self, certificate_not_after: date, card_expiry: date, today: date) -> bool:
-        """Renewal is open from N months before the certificate expires; after that only while the card is valid."""
-        if today > card_expiry:
-            return False
-        if today < add_months(certificate_not_after, -self.months_before_expiry):
+        """Renewal is open from N months before the certificate expires; after that only while the card is valid
+        (and only when the policy allows renewal after the certificate's expiry). The window arithmetic is
+        :func:`jpki_remote.validity.can_renew_certificate`."""
+        if not validity.can_renew_certificate(today, certificate_not_after, card_expiry, self._validity()):
             return False
         return today <= certificate_not_after or self.after_expiry_while_card_valid
 
     def renewal_opens_on(self, certificate_not_after: date) -> date:
-        return add_months(certificate_not_after, -self.months_before_expiry)
+        return validity.renewal_window_opens(certificate_not_after, self._validity())
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -371,8 +371,9 @@ def _parse_date(value: object) -> date:
 
 
 def age_on(birth_date: date, day: date) -> int:
-    """Completed years of age on ``day``."""
-    years = day.year - birth_date.year
-    if (day.month, day.day) < (birth_date.month, birth_date.day):
-        years -= 1
-    return years
+    """Completed years of age on ``day`` (年齢計算ニ関スル法律; the rules are :func:`jpki_remote.validity.age_on`:
+    from 00:00 on the birthday, a 29 February birth ages on 1 March in non-leap years). Raises ``ValueError`` for a
+    day before the birth date."""
+    from jpki_remote.validity import age_on as exact_age_on
+
+    return exact_age_on(birth_date, day)
