@@ -106,6 +106,7 @@ def print_banner(env: DemoEnvironment, server_url: str, screens: dict[str, str],
     say("-" * 100)
     pins = "  ".join(f"{PIN_LABELS[k][1]} {v}" for k, v in DEMO_PINS.items())
     say(f"  every demo card starts with: {pins}")
+    say(f"  窓口職員 counter staff sign-in: {people.DEMO_STAFF_ID} / {people.DEMO_STAFF_PASSWORD}")
     say("  (a PIN you reset or change in the browser is the new one from then on)")
     for line in residents_table(env):
         say(line)

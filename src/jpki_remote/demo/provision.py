@@ -179,6 +179,7 @@ def provision(
                 manifest.save(path)
             manifest.waiting_resident_id = _waiting_resident(env)
             _terminals(env)
+            _staff(env)
             manifest.save(path)
         except BaseException:
             env.close()
@@ -406,6 +407,23 @@ def _waiting_resident(env: DemoEnvironment) -> str:
             name_kana=waiting.kana,
         )
         return resident.id
+
+
+def _staff(env: DemoEnvironment) -> None:
+    """The counter's demo member of staff (when the server has staff sign-in)."""
+    try:
+        from jpki_remote.terminal import staff
+    except ImportError:
+        return
+    with env.db.session() as session:
+        if staff.get_staff(session, people.DEMO_STAFF_ID) is None:
+            staff.add_staff(
+                session,
+                people.DEMO_STAFF_ID,
+                people.DEMO_STAFF_PASSWORD,
+                display_name="港区 窓口 デモ職員",
+                municipality_code=env.manifest.municipality_code,
+            )
 
 
 def _terminals(env: DemoEnvironment) -> None:

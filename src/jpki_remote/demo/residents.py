@@ -32,6 +32,9 @@ ADDRESS_PREFIX = "東京都港区"
 
 # Published demo credentials (every demo card starts with these).
 DEMO_PINS = {"auth_pin": "1234", "sign_password": "DEMO2025", "residence_pin": "5678", "text_pin": "2468"}
+# The counter's demo member of staff (sign-in at the counter screen).
+DEMO_STAFF_ID = "demo-staff-01"
+DEMO_STAFF_PASSWORD = "minato-demo-counter"  # noqa: S105 - a published demo credential
 # New PINs the scripted run sets (and a person may use in the browser).
 NEW_PINS = {"auth_pin": "9753", "sign_password": "NEWPASS9", "residence_pin": "1357", "text_pin": "8642"}
 PIN_LABELS = {

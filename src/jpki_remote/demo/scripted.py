@@ -14,25 +14,26 @@ and every check passed; a procedure the back end cannot complete yet is reported
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import json
 import shutil
 import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
 from jpki_remote.config import Settings
 from jpki_remote.demo import residents as people
-from jpki_remote.demo.client import ApiFailure, TerminalClient, latest_code
+from jpki_remote.demo.client import ApiFailure, PinNotKnown, TerminalPage, latest_code
 from jpki_remote.demo.provision import DemoEnvironment, demo_mobile, provision
 from jpki_remote.demo.residents import DEMO_PINS, NEW_PINS
-from jpki_remote.terminal.agent import ScriptedPinPad
 
-STAFF = "demo-staff-01"
+STAFF = people.DEMO_STAFF_ID
 DOCUMENTS = ["passport"]
 
 
@@ -83,9 +84,9 @@ class Unexpected(Exception):
 class Run:
     env: DemoEnvironment
     base_url: str
-    kiosk: TerminalClient
-    app: TerminalClient
-    counter: TerminalClient
+    kiosk: TerminalPage
+    app: TerminalPage
+    counter: TerminalPage
     expectations: list[tuple[str, int, str, str]] = field(default_factory=list)  # (kind, serial, status, why)
     issued: dict[str, Any] | None = None  # the card issued at the counter
 
@@ -115,7 +116,8 @@ class Run:
 
 
 # ---------------------------------------------------------------------------------------------- building blocks
-def _face(run: Run, terminal: TerminalClient, view: dict[str, Any], photo: bytes) -> dict[str, Any]:
+def _face(run: Run, terminal: TerminalPage, view: dict[str, Any], photo: bytes) -> dict[str, Any]:
+    """The page's camera: a live capture doing the challenge's steps in order."""
     from jpki_remote.demo.live_capture import capture
 
     challenge = view.get("face_challenge") or {}
@@ -125,9 +127,10 @@ def _face(run: Run, terminal: TerminalClient, view: dict[str, Any], photo: bytes
     return terminal.submit_face(view["id"], capture(photo, steps, neutral=2))
 
 
-def _code(run: Run, terminal: TerminalClient, view: dict[str, Any], key: str) -> str:
+def _code(run: Run, terminal: TerminalPage, view: dict[str, Any], address: str) -> str:
+    """The page asks for a code; the holder reads it on their phone (the development outbox)."""
     terminal.request_code(view["id"])
-    code = latest_code(run.env.db, demo_mobile(key))
+    code = latest_code(run.env.db, address)
     if code is None:
         raise Unexpected("no security code in the development outbox")
     return code
@@ -143,43 +146,66 @@ def _ended(view: dict[str, Any]) -> str:
     return f"{view.get('status')} in {view.get('state')} ({error.get('code') or message.get('code') or '-'})"
 
 
+def _at_proofs(view: dict[str, Any]) -> bool:
+    """The card part is done and the page must collect a proof (face or code)."""
+    return view.get("state") == "proofs" and view.get("waiting_for") in ("face_liveness", "security_code")
+
+
+def _waiting_for_code(view: dict[str, Any]) -> bool:
+    return view.get("waiting_for") == "security_code"
+
+
+@contextlib.contextmanager
+def card_in(terminal: TerminalPage, card_id: str) -> Iterator[None]:
+    """The holder's card on the terminal's reader for the length of a procedure."""
+    terminal.insert(card_id)
+    try:
+        yield
+    finally:
+        terminal.remove()
+
+
 def remote_procedure(
     run: Run,
-    terminal: TerminalClient,
-    key: str,
+    terminal: TerminalPage,
+    card_id: str,
     kind: str,
     target: str,
-    pinpad: ScriptedPinPad,
     *,
+    camera: bytes,
+    contact: str,
+    pins: dict[str, str],
+    new_pins: dict[str, str] | None = None,
     known_pin: str | None = None,
 ) -> dict[str, Any]:
-    """Card proof at the terminal → face with liveness in the page → security code → the card update."""
-    card_id = run.env.card(key).card_id
-    view = terminal.start(kind, target, card_id, known_pin)
-    with terminal.inserted(card_id) as reader:
-        view = terminal.relay(view["id"], reader, pinpad)
-        if view["status"] != "active" or view["state"] != "proofs":
+    """Kiosk / online: card proof on the agent (PIN on the keypad, 照合番号B), face with liveness and the security
+    code in the page, then the card update relayed by the agent."""
+    with card_in(terminal, card_id):
+        view = terminal.start(kind, target, known_pin)
+        terminal.drive(view["id"])
+        view = terminal.follow(view["id"], pins=pins, until=_at_proofs)
+        if view["status"] != "active" or view["waiting_for"] != "face_liveness":
             raise Unexpected(f"after the card proof: {_ended(view)}")
-        view = _face(run, terminal, view, run.photo(key))
+        view = _face(run, terminal, view, camera)
         if "face_liveness" not in _proofs(view):
             reason = (view.get("face_result") or {}).get("reason")
             raise Unexpected(f"face refused for the holder ({reason}): {_ended(view)}")
-        view = terminal.verify_code(view["id"], _code(run, terminal, view, key))
+        view = terminal.verify_code(view["id"], _code(run, terminal, view, contact))
         if "security_code" not in _proofs(view):
             raise Unexpected(f"security code refused: {_ended(view)}")
-        view = terminal.relay(view["id"], reader, pinpad)
+        view = terminal.follow(view["id"], pins=pins, new_pins=new_pins)
     if view["status"] != "completed":
         raise Unexpected(_ended(view))
     return view
 
 
-def verify_pin(run: Run, key: str, kind: str, value: str) -> None:
+def verify_pin(run: Run, card_id: str, kind: str, value: str) -> None:
     """From outside: the PIN works on the card (a VERIFY through the card's own APDU interface)."""
     from jpki_remote.card.client import CardClient, CardError
     from jpki_remote.card.store import CardStore
     from jpki_remote.demo.provision import PIN_FIDS
 
-    card = CardStore(run.env.cards_dir).open(run.env.card(key).card_id)
+    card = CardStore(run.env.cards_dir).open(card_id)
     applet, fid = PIN_FIDS[kind]
     try:
         client = CardClient(card)
@@ -192,10 +218,18 @@ def verify_pin(run: Run, key: str, kind: str, value: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- the procedures
-def renewal(run: Run, terminal: TerminalClient, key: str) -> str:
+def renewal(run: Run, terminal: TerminalPage, key: str) -> str:
     before = run.env.card(key)
-    pinpad = ScriptedPinPad(pins={"auth_pin": DEMO_PINS["auth_pin"], "code_b": before.code_b})
-    remote_procedure(run, terminal, key, "renewal", "certificates", pinpad)
+    remote_procedure(
+        run,
+        terminal,
+        before.card_id,
+        "renewal",
+        "certificates",
+        camera=run.photo(key),
+        contact=demo_mobile(key),
+        pins={"auth_pin": DEMO_PINS["auth_pin"], "code_b": before.code_b},
+    )
     after = run.card_row(key)
     if after.auth_cert_serial in (None, before.auth_serial):
         raise Unexpected("the registry still lists the old auth certificate")
@@ -206,84 +240,97 @@ def renewal(run: Run, terminal: TerminalClient, key: str) -> str:
     return f"completed, new auth certificate {after.auth_cert_serial[:12]}…"
 
 
-def pin_reset(run: Run, terminal: TerminalClient, key: str, target: str, known: str) -> str:
+def pin_reset(run: Run, terminal: TerminalPage, key: str, target: str, known: str) -> str:
     card = run.env.card(key)
-    pinpad = ScriptedPinPad(pins={known: DEMO_PINS[known], "code_b": card.code_b}, new_pins={target: NEW_PINS[target]})
-    remote_procedure(run, terminal, key, "pin_reset", target, pinpad, known_pin=known)
-    verify_pin(run, key, target, NEW_PINS[target])
+    remote_procedure(
+        run,
+        terminal,
+        card.card_id,
+        "pin_reset",
+        target,
+        camera=run.photo(key),
+        contact=demo_mobile(key),
+        pins={known: DEMO_PINS[known], "code_b": card.code_b},
+        new_pins={target: NEW_PINS[target]},
+        known_pin=known,
+    )
+    verify_pin(run, card.card_id, target, NEW_PINS[target])
     return "completed, new PIN works on the card"
 
 
-def pin_change(run: Run, terminal: TerminalClient, key: str, target: str) -> str:
+def pin_change(run: Run, terminal: TerminalPage, key: str, target: str) -> str:
     card_id = run.env.card(key).card_id
-    pinpad = ScriptedPinPad(pins={target: DEMO_PINS[target]}, new_pins={target: NEW_PINS[target]})
-    view = terminal.start("pin_change", target, card_id)
-    with terminal.inserted(card_id) as reader:
-        view = terminal.relay(view["id"], reader, pinpad)
+    with card_in(terminal, card_id):
+        view = terminal.start("pin_change", target)
+        terminal.drive(view["id"])
+        view = terminal.follow(view["id"], pins={target: DEMO_PINS[target]}, new_pins={target: NEW_PINS[target]})
     if view["status"] != "completed":
         raise Unexpected(_ended(view))
-    verify_pin(run, key, target, NEW_PINS[target])
+    verify_pin(run, card_id, target, NEW_PINS[target])
     return "completed, new PIN works on the card"
 
 
-def face_mismatch(run: Run, terminal: TerminalClient, key: str, impostor: str) -> str:
+def face_mismatch(run: Run, terminal: TerminalPage, key: str, impostor: str) -> str:
     """Another person in front of the camera with this resident's card: the face step must refuse."""
     card = run.env.card(key)
-    pinpad = ScriptedPinPad(pins={"auth_pin": DEMO_PINS["auth_pin"], "code_b": card.code_b})
-    view = terminal.start("pin_reset", "text_pin", card.card_id, "auth_pin")
-    try:
-        with terminal.inserted(card.card_id) as reader:
-            view = terminal.relay(view["id"], reader, pinpad)
-        if view["status"] != "active" or view["state"] != "proofs":
-            raise Unexpected(f"after the card proof: {_ended(view)}")
-        view = _face(run, terminal, view, run.photo(impostor))
-        if "face_liveness" in _proofs(view):
-            raise Unexpected("ACCEPTED another person's face")
-        reason = (view.get("face_result") or {}).get("reason", "?")
-        return f"refused ({reason}), {(view.get('face_result') or {}).get('attempts_left', '?')} attempts left"
-    finally:
-        if view.get("status") == "active":
-            terminal.cancel(view["id"])
+    view: dict[str, Any] = {}
+    with card_in(terminal, card.card_id):
+        try:
+            view = terminal.start("pin_reset", "text_pin", "auth_pin")
+            terminal.drive(view["id"])
+            view = terminal.follow(
+                view["id"], pins={"auth_pin": DEMO_PINS["auth_pin"], "code_b": card.code_b}, until=_at_proofs
+            )
+            if view["status"] != "active" or view["waiting_for"] != "face_liveness":
+                raise Unexpected(f"after the card proof: {_ended(view)}")
+            view = _face(run, terminal, view, run.photo(impostor))
+            if "face_liveness" in _proofs(view):
+                raise Unexpected("ACCEPTED another person's face")
+            result = view.get("face_result") or {}
+            return f"refused ({result.get('reason', '?')}), {result.get('attempts_left', '?')} attempts left"
+        finally:
+            if view.get("status") == "active":
+                terminal.cancel(view["id"])
 
 
-def wrong_code(run: Run, terminal: TerminalClient, key: str) -> str:
+def wrong_code(run: Run, terminal: TerminalPage, key: str) -> str:
     """A wrong security code (revocation request online): refused, nothing revoked."""
     card = run.env.card(key)
-    view = terminal.start("revocation", "signature", card.card_id)
-    try:
-        with terminal.inserted(card.card_id) as reader:
-            view = terminal.relay(view["id"], reader, ScriptedPinPad(pins={"auth_pin": DEMO_PINS["auth_pin"]}))
-        if view["status"] != "active" or view.get("waiting_for") != "security_code":
-            raise Unexpected(f"after the card proof: {_ended(view)}")
-        real = _code(run, terminal, view, key)
-        wrong = f"{(int(real) + 1) % 10 ** len(real):0{len(real)}d}"
-        view = terminal.verify_code(view["id"], wrong)
-        if "security_code" in _proofs(view) or view["status"] == "completed":
-            raise Unexpected("ACCEPTED a wrong security code")
-        code = (view.get("message") or {}).get("code", "?")
-        status = run.ocsp("signature", card.sign_serial)
-        if status != "good":
-            raise Unexpected(f"the signature certificate is {status} after a refused code")
-        return f"refused ({code}), {view.get('code_tries_left', '?')} tries left"
-    finally:
-        if view.get("status") == "active":
-            terminal.cancel(view["id"])
+    view: dict[str, Any] = {}
+    with card_in(terminal, card.card_id):
+        try:
+            view = terminal.start("revocation", "signature")
+            terminal.drive(view["id"])
+            view = terminal.follow(view["id"], pins={"auth_pin": DEMO_PINS["auth_pin"]}, until=_waiting_for_code)
+            if view["status"] != "active" or view.get("waiting_for") != "security_code":
+                raise Unexpected(f"after the card proof: {_ended(view)}")
+            real = _code(run, terminal, view, demo_mobile(key))
+            wrong = f"{(int(real) + 1) % 10 ** len(real):0{len(real)}d}"
+            view = terminal.verify_code(view["id"], wrong)
+            if "security_code" in _proofs(view) or view["status"] == "completed":
+                raise Unexpected("ACCEPTED a wrong security code")
+            code = (view.get("message") or {}).get("code", "?")
+            status = run.ocsp("signature", card.sign_serial)
+            if status != "good":
+                raise Unexpected(f"the signature certificate is {status} after a refused code")
+            return f"refused ({code}), {view.get('code_tries_left', '?')} tries left"
+        finally:
+            if view.get("status") == "active":
+                terminal.cancel(view["id"])
 
 
-def issuance(run: Run, terminal: TerminalClient) -> str:
-    """New issuance at the counter: the card the card centre delivered is on the counter's reader (the agent
-    reports its diversification data, card key and expiry), staff record the ID documents checked, the photo is
-    enrolled, a contact registered, the holder chooses every PIN on the counter PIN pad; keys are generated on the
-    card and the certificates issued through the legal flow."""
-    import base64
-
+def issuance(run: Run, terminal: TerminalPage) -> str:
+    """New issuance at the counter: the card the card centre delivered is on the counter's reader (the page takes
+    its diversification data and expiry from the agent), the signed-in member of staff records the ID documents
+    checked, the photo is enrolled, a contact registered; the holder types 照合番号B and chooses every PIN on the
+    counter PIN pad; keys are generated on the card and the certificates issued through the legal flow."""
     from jpki_remote.demo.delivery import deliver
 
     waiting = people.WAITING
     resident_id = run.env.manifest.waiting_resident_id
     if resident_id is None:
         raise Unexpected("no resident waiting for a card")
-    photo = run.env.faces.joinpath(people.WAITING.person, people.WAITING.photo).read_bytes()
+    photo = run.env.faces.joinpath(waiting.person, waiting.photo).read_bytes()
     facts = deliver(
         run.env.settings.data_dir,
         run.env.master_key,
@@ -294,39 +341,35 @@ def issuance(run: Run, terminal: TerminalClient) -> str:
         sex=waiting.sex,
         kana=waiting.kana,
     )
-    body = {
-        "resident_id": resident_id,
-        "card_id": facts["card_id"],
-        "diversification_data": facts["diversification_data"],
-        "card_public_key": facts["public_key"],
-        "card_expiry": facts["expiry"],
-        "staff_id": STAFF,
-        "documents": DOCUMENTS,
-        "photo": base64.b64encode(photo).decode(),
-        "contacts": [{"kind": "email", "address": waiting.email}],
-    }
-    try:
+    with card_in(terminal, facts["card_id"]):
+        status = terminal.agent_status()
+        card = status.get("card") or {}
+        if not card.get("diversification_data") or not card.get("expiry"):
+            raise Unexpected(f"the agent cannot read the new card's data: {card}")
+        body = {
+            "resident_id": resident_id,
+            "card_id": status["card_id"],
+            "diversification_data": card["diversification_data"],
+            "card_expiry": card["expiry"],
+            "staff_id": STAFF,
+            "documents": DOCUMENTS,
+            "photo": "data:image/jpeg;base64," + base64.b64encode(photo).decode(),
+            "contacts": [{"kind": "email", "address": waiting.email}],
+        }
+        if card.get("public_key"):
+            body["card_public_key"] = card["public_key"]
         view = terminal.call("POST", "/counter/issuance", body)
-    except ApiFailure as exc:
-        if exc.status in (404, 405):
-            raise Unexpected(
-                f"the back end has no counter issuance (POST /api/v1/counter/issuance → {exc.status})"
-            ) from None
-        raise
-    with terminal.inserted(facts["card_id"]) as reader:
-        # 照合番号B (printed on the new card) opens its face for the check against the registry; the auth PIN the
-        # holder has just chosen proves the new keys
-        pinpad = ScriptedPinPad(
-            pins={"auth_pin": DEMO_PINS["auth_pin"], "code_b": facts["code_b"]}, new_pins=dict(DEMO_PINS)
+        terminal.drive(view["id"])
+        view = terminal.follow(
+            view["id"], pins={"auth_pin": DEMO_PINS["auth_pin"], "code_b": facts["code_b"]}, new_pins=dict(DEMO_PINS)
         )
-        view = terminal.relay(view["id"], reader, pinpad)
     if view["status"] != "completed":
         raise Unexpected(_ended(view))
     from jpki_remote.registry import service as registry
 
     with run.env.db.session() as session:
-        card = registry.get_card(session, facts["card_id"])
-        auth_serial, sign_serial = (card.auth_cert_serial, card.sign_cert_serial) if card else (None, None)
+        row = registry.get_card(session, facts["card_id"])
+        auth_serial, sign_serial = (row.auth_cert_serial, row.sign_cert_serial) if row else (None, None)
     if not auth_serial:
         raise Unexpected("no auth certificate recorded for the new card")
     run.issued = facts
@@ -335,44 +378,33 @@ def issuance(run: Run, terminal: TerminalClient) -> str:
     return "completed, keys generated on the card, certificates issued"
 
 
-def reset_new_card(run: Run, terminal: TerminalClient) -> str:
+def reset_new_card(run: Run, terminal: TerminalPage) -> str:
     """The card just issued at the counter, at the kiosk: its holder resets the text PIN (face against the photo the
     card centre put on the card) — the walk-through of a person with their own new card."""
     facts = run.issued
     if facts is None:
         raise Unexpected("no card was issued at the counter")
-    card_id = facts["card_id"]
-    pinpad = ScriptedPinPad(
-        pins={"auth_pin": DEMO_PINS["auth_pin"], "code_b": facts["code_b"]}, new_pins={"text_pin": NEW_PINS["text_pin"]}
+    waiting = people.WAITING
+    remote_procedure(
+        run,
+        terminal,
+        facts["card_id"],
+        "pin_reset",
+        "text_pin",
+        camera=run.env.faces.joinpath(waiting.person, waiting.photo).read_bytes(),
+        contact=waiting.email,
+        pins={"auth_pin": DEMO_PINS["auth_pin"], "code_b": facts["code_b"]},
+        new_pins={"text_pin": NEW_PINS["text_pin"]},
+        known_pin="auth_pin",
     )
-    view = terminal.start("pin_reset", "text_pin", card_id, "auth_pin")
-    with terminal.inserted(card_id) as reader:
-        view = terminal.relay(view["id"], reader, pinpad)
-        if view["status"] != "active" or view["state"] != "proofs":
-            raise Unexpected(f"after the card proof: {_ended(view)}")
-        view = _face(
-            run, terminal, view, run.env.faces.joinpath(people.WAITING.person, people.WAITING.photo).read_bytes()
-        )
-        if "face_liveness" not in _proofs(view):
-            raise Unexpected(f"face refused ({(view.get('face_result') or {}).get('reason')}): {_ended(view)}")
-        terminal.request_code(view["id"])
-        code = latest_code(run.env.db, people.WAITING.email)
-        if code is None:
-            raise Unexpected("no security code in the development outbox")
-        view = terminal.verify_code(view["id"], code)
-        view = terminal.relay(view["id"], reader, pinpad)
-    if view["status"] != "completed":
-        raise Unexpected(_ended(view))
-    return "completed, new PIN set on the newly issued card"
+    verify_pin(run, facts["card_id"], "text_pin", NEW_PINS["text_pin"])
+    return "completed, new PIN works on the newly issued card"
 
 
-def loss_report(run: Run, terminal: TerminalClient, key: str) -> str:
+def loss_report(run: Run, terminal: TerminalPage, key: str) -> str:
     card = run.env.card(key)
-    view = terminal.call(
-        "POST",
-        "/counter/procedures",
-        {"kind": "loss_report", "target": "card", "card_id": card.card_id, "staff_id": STAFF},
-    )
+    body = {"kind": "loss_report", "target": "card", "card_id": card.card_id, "staff_id": STAFF}
+    view = terminal.call("POST", "/counter/procedures", body)
     view = terminal.call(
         "POST", f"/counter/procedures/{view['id']}/staff-check", {"staff_id": STAFF, "documents": DOCUMENTS}
     )
@@ -386,7 +418,7 @@ def loss_report(run: Run, terminal: TerminalClient, key: str) -> str:
     return "completed, card locked (lost), both certificates revoked"
 
 
-def registry_move(run: Run, terminal: TerminalClient, key: str) -> str:
+def registry_move(run: Run, terminal: TerminalPage, key: str) -> str:
     card = run.env.card(key)
     answer = terminal.call(
         "POST",
@@ -587,7 +619,7 @@ def run_scripted(
     report = Report()
     env: DemoEnvironment | None = None
     server: DemoServer | None = None
-    clients: list[TerminalClient] = []
+    clients: list[TerminalPage] = []
     try:
         say(f"jpki-remote demo --scripted — data directory {directory} (fresh{', temporary' if temporary else ''})")
         say("setting up: CAs, 港区, residents with virtual cards, terminals …")
@@ -597,7 +629,8 @@ def run_scripted(
         report.setup_seconds = time.monotonic() - started
         say(f"server {base_url} ready after {report.setup_seconds:.1f} s\n")
         terminals = env.manifest.terminals
-        clients = [TerminalClient(base_url, terminals[k], env.cards_dir) for k in ("kiosk", "app", "counter")]
+        clients = [TerminalPage(base_url, terminals[k], env.cards_dir) for k in ("kiosk", "app", "counter")]
+        clients[2].sign_in_staff(people.DEMO_STAFF_ID, people.DEMO_STAFF_PASSWORD)
         run = Run(env, base_url, *clients)
         for name, resident, expected, action in PROCEDURES:
             result = Result(name, resident, expected)
@@ -607,8 +640,8 @@ def run_scripted(
                 result.ok = result.outcome.startswith(expected)
             except Unexpected as exc:
                 result.outcome = f"FAILED: {exc}"
-            except ApiFailure as exc:
-                result.outcome = f"FAILED: API {exc}"
+            except (ApiFailure, PinNotKnown, TimeoutError) as exc:
+                result.outcome = f"FAILED: {exc}"
             except Exception as exc:  # a broken step must not stop the other procedures
                 result.outcome = f"FAILED: {type(exc).__name__}: {exc}"
                 result.detail = traceback.format_exc(limit=6)
