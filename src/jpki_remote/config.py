@@ -87,6 +87,12 @@ class Settings:
     session_idle_seconds: int = 180
     # Admin API bearer token; empty: a random one is generated into <data_dir>/admin-token (0600).
     admin_token: str = ""
+    # Signed-in admin and counter staff (cookie sessions): end after this many idle minutes, and at most after
+    # login_max_hours; a staff account locks for login_lock_minutes after login_max_failures wrong passwords.
+    login_idle_minutes: int = 15
+    login_max_hours: int = 12
+    login_max_failures: int = 5
+    login_lock_minutes: int = 15
     # Idle minutes after which an unfinished procedure is recovered (finished or rolled back).
     procedure_idle_minutes: int = 15
     max_request_bytes: int = 8_000_000

@@ -31,10 +31,23 @@ class Page:
     server: httpx.Client
     agent: httpx.Client
     token: str
+    csrf: dict[str, str] = field(default_factory=dict)
 
     @property
     def auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
+        return {"Authorization": f"Bearer {self.token}", **self.csrf}
+
+    def sign_in(self, db: Database, staff_id: str, password: str = "counter password 1") -> None:  # noqa: S107 - test account
+        """A member of counter staff signs in on this page (cookie session; CSRF header on every POST)."""
+        from jpki_remote.terminal.models import StaffAccount
+        from jpki_remote.terminal.staff import add_staff
+
+        with db.session() as s:
+            if s.get(StaffAccount, staff_id) is None:
+                add_staff(s, staff_id, password, municipality_code="131016")
+        answer = self.server.post(f"{API}/login/staff", json={"staff_id": staff_id, "password": password})
+        assert answer.status_code == 200, answer.text
+        self.csrf = {"X-CSRF-Token": answer.json()["csrf_token"]}
 
     def api(self, method: str, path: str, json: Any = None, **kw: Any) -> httpx.Response:
         headers = {**self.auth, **kw.pop("headers", {})}

@@ -33,6 +33,7 @@ def test_counter_renewal_through_the_loopback_api(agent_world: AgentWorld, caplo
     card_id = agent_world.put_in_directory(issued.card)
     agent = agent_world.agent("counter", "window-1")
     page = agent_world.page(agent)
+    page.sign_in(agent_world.world.db, "staff-1")
 
     before = page.status()
     assert before["terminal_kind"] == "counter" and before["terminal_name"] == "window-1"
@@ -46,7 +47,7 @@ def test_counter_renewal_through_the_loopback_api(agent_world: AgentWorld, caplo
     view = page.ok(
         "POST",
         "/counter/procedures",
-        {"kind": "renewal", "target": "certificates", "card_id": card_id, "staff_id": "staff-1"},
+        {"kind": "renewal", "target": "certificates", "card_id": card_id},
     )
     assert page.agent.post(f"/v1/procedures/{view['id']}/drive", json={}).status_code == 202
 
@@ -55,7 +56,7 @@ def test_counter_renewal_through_the_loopback_api(agent_world: AgentWorld, caplo
             page.ok(
                 "POST",
                 f"/counter/procedures/{view['id']}/staff-check",
-                {"staff_id": "staff-1", "documents": ["driver_licence"]},
+                {"documents": ["driver_licence"]},
             )
 
     final = page.follow(view["id"], {("auth_pin", False): PINS["auth_pin"]}, on_view=staff)
@@ -74,11 +75,12 @@ def test_a_pulled_card_is_reported_and_the_relay_waits_for_it(agent_world: Agent
     card_id = agent_world.put_in_directory(issued.card)
     agent = agent_world.agent("counter", "window-2")
     page = agent_world.page(agent)
+    page.sign_in(agent_world.world.db, "staff-2")
     page.agent.post("/v1/card", json={"card_id": card_id})
     view = page.ok(
         "POST",
         "/counter/procedures",
-        {"kind": "renewal", "target": "certificates", "card_id": card_id, "staff_id": "staff-2"},
+        {"kind": "renewal", "target": "certificates", "card_id": card_id},
     )
     page.agent.post(f"/v1/procedures/{view['id']}/drive", json={})
     # the holder is asked for the auth PIN; the card is pulled before they type it
@@ -96,7 +98,7 @@ def test_a_pulled_card_is_reported_and_the_relay_waits_for_it(agent_world: Agent
             page.ok(
                 "POST",
                 f"/counter/procedures/{view['id']}/staff-check",
-                {"staff_id": "staff-2", "documents": ["passport"]},
+                {"documents": ["passport"]},
             )
 
     final = page.follow(view["id"], {("auth_pin", False): PINS["auth_pin"]}, on_view=staff)

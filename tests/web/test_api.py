@@ -24,10 +24,11 @@ def _auth(server) -> dict[str, str]:
 def test_counter_renewal_over_http(web: Web, tmp_path: Path) -> None:
     issued = web.world.issue_card()
     counter = web.terminal("counter", tmp_path)
+    staff = {**_auth(counter), **web.staff_login("staff-1")}
     response = web.client.post(
         f"{API}/counter/procedures",
-        headers=_auth(counter),
-        json={"kind": "renewal", "target": "certificates", "card_id": issued.card_id, "staff_id": "staff-1"},
+        headers=staff,
+        json={"kind": "renewal", "target": "certificates", "card_id": issued.card_id},
     )
     assert response.status_code == 201, response.text
     reply = response.json()
@@ -36,8 +37,8 @@ def test_counter_renewal_over_http(web: Web, tmp_path: Path) -> None:
     assert reply["waiting_for"] == "staff_check"
     response = web.client.post(
         f"{API}/counter/procedures/{reply['id']}/staff-check",
-        headers=_auth(counter),
-        json={"staff_id": "staff-1", "documents": ["driver_licence"]},
+        headers=staff,
+        json={"documents": ["driver_licence"]},
     )
     reply = drive(lambda body: counter.exchange(reply["id"], body), core, response.json())
     assert reply["status"] == "completed"
@@ -49,17 +50,18 @@ def test_counter_renewal_over_http(web: Web, tmp_path: Path) -> None:
 def test_pin_reset_new_pin_route(web: Web, tmp_path: Path) -> None:
     issued = web.world.issue_card()
     counter = web.terminal("counter", tmp_path)
+    staff = {**_auth(counter), **web.staff_login("s1")}
     reply = web.client.post(
         f"{API}/counter/procedures",
-        headers=_auth(counter),
-        json={"kind": "pin_reset", "target": "text_pin", "card_id": issued.card_id, "staff_id": "s1"},
+        headers=staff,
+        json={"kind": "pin_reset", "target": "text_pin", "card_id": issued.card_id},
     ).json()
     core = AgentCore(issued.card.transmit, ScriptedPinPad(new_pins={"text_pin": "4321"}))
     reply = drive(lambda body: counter.exchange(reply["id"], body), core, reply)
     reply = web.client.post(
         f"{API}/counter/procedures/{reply['id']}/staff-check",
-        headers=_auth(counter),
-        json={"staff_id": "s1", "documents": ["passport"]},
+        headers=staff,
+        json={"documents": ["passport"]},
     ).json()
     reply = drive(lambda body: counter.exchange(reply["id"], body), core, reply)
     assert reply["status"] == "completed"

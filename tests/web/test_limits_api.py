@@ -69,7 +69,8 @@ def test_card_lockout_is_the_same_for_an_unknown_card_and_staff_lift_it(proxied:
     assert "counter" in known["error"]["message_en"]
 
     counter = proxied.terminal("counter", tmp_path, "c")
-    status = proxied.client.get(f"{API}/registry/cards/{issued.card_id}/limits", headers=_auth(counter)).json()
+    staff = {**_auth(counter), **proxied.staff_login("s1")}  # the staff id comes from the sign-in, not the body
+    status = proxied.client.get(f"{API}/registry/cards/{issued.card_id}/limits", headers=staff).json()
     assert status["locked"] and status["lockouts"][0]["scope"] == "card"
     # a kiosk may not lift anything; staff must name the documents they checked
     assert (
@@ -81,18 +82,18 @@ def test_card_lockout_is_the_same_for_an_unknown_card_and_staff_lift_it(proxied:
         == 403
     )
     refused = proxied.client.post(
-        f"{API}/registry/cards/{issued.card_id}/unlock", headers=_auth(counter), json={"staff_id": "s1"}
+        f"{API}/registry/cards/{issued.card_id}/unlock", headers=staff, json={"staff_id": "s1"}
     )
     assert refused.status_code == 422
     lifted = proxied.client.post(
         f"{API}/registry/cards/{issued.card_id}/unlock",
-        headers=_auth(counter),
-        json={"staff_id": "s1", "documents": ["driver_licence"]},
+        headers=staff,
+        json={"documents": ["driver_licence"]},
     )
     assert lifted.status_code == 200 and lifted.json()["lifted"][0]["reason"] == "card_procedure_starts"
     assert _start(proxied, kiosk, issued.card_id, "198.51.100.10").status_code == 201
     # the unknown card is not a card of this municipality: staff cannot lift it (and learn nothing new)
-    missing = proxied.client.get(f"{API}/registry/cards/{unknown}/limits", headers=_auth(counter))
+    missing = proxied.client.get(f"{API}/registry/cards/{unknown}/limits", headers=staff)
     assert missing.status_code == 404
     lifted_events = [e for e in proxied.world.audit.events(limit=500) if e.event_type == "limits.lockout_lifted"]
     assert len(lifted_events) == 1 and lifted_events[0].actor == "staff:s1"

@@ -19,6 +19,23 @@ class Web:
     client: TestClient
     admin_token: str
 
+    def staff_login(
+        self,
+        staff_id: str = "staff-1",
+        password: str = "correct horse battery",  # noqa: S107 - test account
+    ) -> dict[str, str]:
+        """Create the staff account (if new) and sign in on this client (cookie session); returns the CSRF header
+        every counter POST needs."""
+        from jpki_remote.terminal.models import StaffAccount
+        from jpki_remote.terminal.staff import add_staff
+
+        with self.world.db.session() as s:
+            if s.get(StaffAccount, staff_id) is None:
+                add_staff(s, staff_id, password, municipality_code="131016")
+        response = self.client.post("/api/v1/login/staff", json={"staff_id": staff_id, "password": password})
+        assert response.status_code == 200, response.text
+        return {"X-CSRF-Token": response.json()["csrf_token"]}
+
     def terminal(self, kind: str, tmp: Path, name: str = "t") -> ServerClient:
         key = load_or_create_key(tmp / f"{name}-{kind}.key")
         with self.world.db.session() as s:

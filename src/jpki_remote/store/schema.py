@@ -13,6 +13,7 @@ MODEL_MODULES = (
     "jpki_remote.procedures.models",
     "jpki_remote.audit.models",
     "jpki_remote.terminal.models",
+    "jpki_remote.web.login_models",
 )
 
 

@@ -1,7 +1,8 @@
-"""`jpki-remote terminal …`: register a terminal, run the terminal agent.
+"""`jpki-remote terminal …` and `jpki-remote staff …`: terminals, the terminal agent, counter staff accounts.
 
 terminal register --kind kiosk|app|counter --name NAME --key-file PATH [--municipality CODE]
 terminal list
+staff add NAME [--display-name TEXT] [--municipality CODE] [--password-stdin] | passwd NAME | disable NAME | list
 terminal agent --key-file PATH [--terminal-id ID] --server URL [--card ID] [--cards-dir DIR | --reader NAME]
                [--listen 127.0.0.1:8765] [--origin URL]... [--open] [--console]
 
@@ -50,6 +51,107 @@ def register(subparsers: argparse._SubParsersAction, bench: argparse._SubParsers
     agent.add_argument("--open", action="store_true", help="open the page in the default browser")
     agent.add_argument("--console", action="store_true", help="PINs on this console instead of the page")
     agent.set_defaults(handler=_agent)
+    _register_staff(subparsers)
+
+
+def _register_staff(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("staff", help="counter staff accounts (sign-in at the counter screen)")
+    sub = parser.add_subparsers(dest="staff_command", metavar="ACTION")
+    parser.set_defaults(handler=lambda _a: parser.print_help() or 2)
+    add = sub.add_parser("add", help="create a staff account; the password is asked twice (or read from stdin)")
+    add.add_argument("name", help="the sign-in name (staff id), e.g. tanaka.h")
+    add.add_argument("--display-name", help="name shown on the screen (default: the sign-in name)")
+    add.add_argument("--municipality", help="municipality code: may sign in only at that municipality's counters")
+    add.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
+    add.set_defaults(handler=_staff_add)
+    passwd = sub.add_parser("passwd", help="set a new password (also unlocks the account)")
+    passwd.add_argument("name")
+    passwd.add_argument("--password-stdin", action="store_true")
+    passwd.set_defaults(handler=_staff_passwd)
+    disable = sub.add_parser("disable", help="disable an account (its sessions end at their next request)")
+    disable.add_argument("name")
+    disable.set_defaults(handler=_staff_disable)
+    sub.add_parser("list", help="list staff accounts").set_defaults(handler=_staff_list)
+
+
+def _read_password(from_stdin: bool) -> str | None:
+    import getpass
+    import sys
+
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    first = getpass.getpass("password: ")
+    if first != getpass.getpass("password again: "):
+        print("error: the two passwords differ")
+        return None
+    return first
+
+
+def _staff_db() -> object:
+    from jpki_remote.config import load_settings
+    from jpki_remote.store import Database
+
+    db = Database(load_settings().effective_database_url)
+    db.create_schema()
+    return db
+
+
+def _staff_add(args: argparse.Namespace) -> int:
+    from jpki_remote.registry.service import normalise_municipality_code
+    from jpki_remote.terminal.staff import StaffError, add_staff
+
+    password = _read_password(args.password_stdin)
+    if password is None:
+        return 1
+    try:
+        code = normalise_municipality_code(args.municipality) if args.municipality else None
+        with _staff_db().session() as session:  # type: ignore[attr-defined]
+            member = add_staff(session, args.name, password, display_name=args.display_name, municipality_code=code)
+    except (StaffError, ValueError) as exc:
+        print(f"error: {exc}")
+        return 1
+    print(f"staff {member.staff_id} added")
+    return 0
+
+
+def _staff_passwd(args: argparse.Namespace) -> int:
+    from jpki_remote.terminal.staff import StaffError, set_password
+
+    password = _read_password(args.password_stdin)
+    if password is None:
+        return 1
+    try:
+        with _staff_db().session() as session:  # type: ignore[attr-defined]
+            set_password(session, args.name, password)
+    except StaffError as exc:
+        print(f"error: {exc}")
+        return 1
+    print(f"password of {args.name} set")
+    return 0
+
+
+def _staff_disable(args: argparse.Namespace) -> int:
+    from jpki_remote.terminal.staff import StaffError, disable_staff
+
+    try:
+        with _staff_db().session() as session:  # type: ignore[attr-defined]
+            disable_staff(session, args.name)
+    except StaffError as exc:
+        print(f"error: {exc}")
+        return 1
+    print(f"staff {args.name} disabled")
+    return 0
+
+
+def _staff_list(args: argparse.Namespace) -> int:
+    del args
+    from jpki_remote.terminal.staff import list_staff
+
+    with _staff_db().session() as session:  # type: ignore[attr-defined]
+        for row in list_staff(session):
+            state = "active" if row.active else "disabled"
+            print(f"{row.staff_id}\t{state}\t{row.municipality_code or '-'}\t{row.display_name}")
+    return 0
 
 
 def _register(args: argparse.Namespace) -> int:

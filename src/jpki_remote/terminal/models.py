@@ -1,5 +1,6 @@
 """Terminal tables: registered terminals (kiosk, holder's app, counter), their authentication challenges and
-short-lived sessions (agent sessions, and browser sessions bound to the same terminal).
+short-lived sessions (agent sessions, and browser sessions bound to the same terminal), and the counter staff who
+sign in at counter terminals.
 
 Session tokens and browser-link codes are stored only as SHA-256 hashes: a database reader cannot act as a terminal.
 """
@@ -9,7 +10,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import Boolean, DateTime, Enum, ForeignKey, LargeBinary, String
+from sqlalchemy import Boolean, DateTime, Enum, ForeignKey, Integer, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from jpki_remote.store.database import Base
@@ -78,3 +79,19 @@ class BrowserLink(Base):
     terminal_id: Mapped[str] = mapped_column(ForeignKey("terminal_terminals.id"))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     used: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class StaffAccount(Base):
+    """A member of municipal counter staff who signs in at the counter screen (password hashed with scrypt)."""
+
+    __tablename__ = "terminal_staff"
+
+    staff_id: Mapped[str] = mapped_column(String(64), primary_key=True)  # the sign-in name, recorded as staff:<id>
+    display_name: Mapped[str] = mapped_column(String(100))
+    municipality_code: Mapped[str | None] = mapped_column(String(6))  # None: any municipality's counter
+    password_hash: Mapped[str] = mapped_column(String(200))  # scrypt$N$r$p$salt$hash (base64)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

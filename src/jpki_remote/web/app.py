@@ -30,7 +30,6 @@ middle of a procedure ends it, and its view carries the same error.
 
 import base64
 import binascii
-import hmac
 import logging
 import os
 import secrets
@@ -66,6 +65,7 @@ class Caller:
     role: SessionRole
     kind: TerminalKind
     municipality_code: str | None
+    staff_id: str | None = None  # counter routes: the signed-in member of staff (web.login), never a typed field
 
 
 class BodyLimit:
@@ -182,15 +182,20 @@ def create_app(
             raise ApiError(403)
         return who
 
-    def counter(who: Annotated[Caller, Depends(caller)]) -> Caller:
+    from jpki_remote.web.login import admin_access, staff_resolver
+
+    signed_in_staff = staff_resolver(settings, database)
+
+    def counter(request: Request, who: Annotated[Caller, Depends(caller)]) -> Caller:
+        """A counter terminal's session *and* a signed-in member of staff (of that municipality, if they have one)."""
         if who.kind is not TerminalKind.COUNTER:
             raise ApiError(403)
-        return who
+        staff = signed_in_staff(request)
+        if staff.municipality_code and who.municipality_code and staff.municipality_code != who.municipality_code:
+            raise ApiError(403)
+        return Caller(who.terminal_id, who.role, who.kind, who.municipality_code, staff.staff_id)
 
-    def admin(authorization: Annotated[str | None, Header()] = None) -> None:
-        token = (authorization or "").removeprefix("Bearer ").strip()
-        if not token or not hmac.compare_digest(token.encode(), admin_token(settings).encode()):
-            raise ApiError(401)
+    admin = admin_access(settings, database, lambda: admin_token(settings))  # bearer token or admin sign-in
 
     api = APIRouter(prefix=API)
 
@@ -330,7 +335,7 @@ def create_app(
             card_id=body.card_id,
             terminal_id=who.terminal_id,
             terminal_kind=who.kind.value,
-            actor=f"staff:{body.staff_id}",
+            actor=f"staff:{who.staff_id}",
         )
 
     @api.post("/counter/procedures/{procedure_id}/staff-check", tags=["counter"])
@@ -338,7 +343,7 @@ def create_app(
         procedure_id: str, body: schemas.StaffCheckRequest, who: Annotated[Caller, Depends(counter)]
     ) -> dict:
         get_engine().view(procedure_id, who.terminal_id)  # only this counter's procedures
-        return get_engine().record_staff_check(procedure_id, body.staff_id, body.documents)
+        return get_engine().record_staff_check(procedure_id, str(who.staff_id), body.documents)
 
     @api.post("/counter/issuance", status_code=201, tags=["counter"])
     def issuance(body: schemas.IssuanceRequest, who: Annotated[Caller, Depends(counter)]) -> dict:
@@ -352,7 +357,7 @@ def create_app(
                 card_public_key_der=bytes.fromhex(body.card_public_key) if body.card_public_key else None,
                 card_expiry=body.card_expiry,
                 terminal_id=who.terminal_id,
-                staff_id=body.staff_id,
+                staff_id=str(who.staff_id),
                 documents=body.documents,
                 photo=photo,
                 contacts=[(c.kind, c.address) for c in body.contacts],
@@ -394,10 +399,10 @@ def create_app(
             card_id=card_id,
             terminal_id=who.terminal_id,
             terminal_kind=who.kind.value,
-            actor=f"staff:{body.staff_id}",
+            actor=f"staff:{who.staff_id}",
             options={"event_id": event_id, "event_kind": body.kind},
         )
-        reply = engine_.record_staff_check(reply["id"], body.staff_id, body.documents)
+        reply = engine_.record_staff_check(reply["id"], str(who.staff_id), body.documents)
         with database.session() as session:
             from jpki_remote.registry.models import RegistryEvent
 
@@ -436,7 +441,7 @@ def create_app(
         limits = staff_card(card_id, who)
         note = "documents checked: " + ",".join(body.documents)
         lifted = limits.lift(
-            card_id=card_id, staff_id=f"staff:{body.staff_id}", counter_terminal=who.terminal_id, note=note
+            card_id=card_id, staff_id=f"staff:{who.staff_id}", counter_terminal=who.terminal_id, note=note
         )
         return {"card_id": card_id, "lifted": _lockouts(lifted), "locked": False}
 
@@ -518,8 +523,10 @@ def _mount_others(app: FastAPI, settings: Settings, database: Database, admin: A
 def _include_routers(app: FastAPI, settings: Settings, database: Database) -> None:
     """The route modules kept outside this file (each ``create_*_router(settings, database)`` under ``/api/v1``)."""
     from jpki_remote.web.api_terminal import create_terminal_router
+    from jpki_remote.web.login import create_login_router
 
     app.include_router(create_terminal_router(settings, database), prefix=API)
+    app.include_router(create_login_router(settings, database, lambda: admin_token(settings)))
 
 
 def _mount_pages(app: FastAPI) -> None:

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 Hex = Annotated[StrictStr, Field(pattern=r"^[0-9A-Fa-f]*$", max_length=131076)]
 B64 = Annotated[StrictStr, Field(max_length=4_000_000)]
+StaffId = Annotated[StrictStr, Field(min_length=1, max_length=64, pattern=r"^[\w.@-]+$")]
 
 
 class Strict(BaseModel):
@@ -55,7 +56,7 @@ class CodeVerifyRequest(Strict):
 
 
 class StaffCheckRequest(Strict):
-    staff_id: Annotated[StrictStr, Field(min_length=1, max_length=64, pattern=r"^[\w.@-]+$")]
+    staff_id: StaffId | None = None  # ignored: the signed-in member of staff is recorded (web.login)
     documents: Annotated[
         list[Annotated[StrictStr, Field(min_length=1, max_length=40)]], Field(min_length=1, max_length=5)
     ]
@@ -65,14 +66,14 @@ class CounterStartRequest(Strict):
     kind: Literal["renewal", "pin_reset", "pin_change", "revocation", "loss_report"]
     target: Annotated[StrictStr, Field(max_length=32)]
     card_id: Annotated[StrictStr, Field(min_length=1, max_length=32)]
-    staff_id: Annotated[StrictStr, Field(min_length=1, max_length=64, pattern=r"^[\w.@-]+$")]
+    staff_id: StaffId | None = None  # ignored: the signed-in member of staff is recorded (web.login)
 
 
 class RegistryEventRequest(Strict):
     resident_id: Annotated[StrictStr, Field(min_length=1, max_length=32)]
     kind: Literal["address_changed", "moved_out", "name_changed", "sex_changed", "birth_date_corrected", "deceased"]
     changes: dict[Annotated[StrictStr, Field(max_length=32)], StrictStr | StrictInt] = {}
-    staff_id: Annotated[StrictStr, Field(min_length=1, max_length=64, pattern=r"^[\w.@-]+$")]
+    staff_id: StaffId | None = None  # ignored: the signed-in member of staff is recorded (web.login)
     documents: Annotated[
         list[Annotated[StrictStr, Field(min_length=1, max_length=40)]], Field(min_length=1, max_length=5)
     ]
@@ -89,7 +90,7 @@ class IssuanceRequest(Strict):
     diversification_data: Annotated[StrictStr, Field(pattern=r"^[0-9A-Fa-f]{2,64}$")]
     card_public_key: Annotated[StrictStr, Field(pattern=r"^[0-9A-Fa-f]{2,2048}$")] | None = None
     card_expiry: date
-    staff_id: Annotated[StrictStr, Field(min_length=1, max_length=64, pattern=r"^[\w.@-]+$")]
+    staff_id: StaffId | None = None  # ignored: the signed-in member of staff is recorded (web.login)
     documents: Annotated[
         list[Annotated[StrictStr, Field(min_length=1, max_length=40)]], Field(min_length=1, max_length=5)
     ]
@@ -100,7 +101,7 @@ class IssuanceRequest(Strict):
 class UnlockRequest(Strict):
     """Counter staff lifting a lockout: who, and which ID documents they checked (types only, never numbers)."""
 
-    staff_id: Annotated[StrictStr, Field(min_length=1, max_length=64, pattern=r"^[\w.@-]+$")]
+    staff_id: StaffId | None = None  # ignored: the signed-in member of staff is recorded (web.login)
     documents: Annotated[
         list[Annotated[StrictStr, Field(min_length=1, max_length=40, pattern=r"^[A-Za-z_.-]+$")]],
         Field(min_length=1, max_length=5),
