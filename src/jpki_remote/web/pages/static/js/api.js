@@ -26,6 +26,9 @@
     unlock: (id) => "/registry/cards/" + encodeURIComponent(id) + "/unlock",
     issuance: () => "/counter/issuance",
     issuanceStep: (id) => "/counter/issuance/" + encodeURIComponent(id),
+    staffLogin: () => "/login/staff",
+    loginSession: () => "/login/session",
+    logout: () => "/logout",
     auditEvents: () => "/admin/audit",
     auditProof: (seq) => "/admin/audit/" + encodeURIComponent(seq) + "/proof",
   };
@@ -85,10 +88,19 @@
     });
   }
 
+  /** The CSRF token of the staff (counter) or admin sign-in: a readable cookie, sent back on every state change. */
+  function csrfToken() {
+    const name = (isAdminPage ? "jpki_admin_csrf" : "jpki_staff_csrf") + "=";
+    const found = document.cookie.split(";").map((c) => c.trim()).find((c) => c.startsWith(name));
+    return found ? decodeURIComponent(found.slice(name.length)) : null;
+  }
+
   async function request(method, path, { json, form, signal } = {}) {
     const headers = { Accept: "application/json" };
     const token = storedToken();
     if (token) headers.Authorization = "Bearer " + token;
+    const csrf = method === "GET" || method === "HEAD" ? null : csrfToken();
+    if (csrf) headers["X-CSRF-Token"] = csrf;
     let body;
     if (json !== undefined) {
       headers["Content-Type"] = "application/json";

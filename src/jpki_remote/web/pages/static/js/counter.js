@@ -33,7 +33,7 @@
     $("login-user").focus();
   }
   // The screen is bound to this counter's terminal (browser link from its agent, like the kiosk); the member of
-  // staff then signs each action with their staff id, which the API records with the ID documents checked.
+  // staff signs in (cookie session, POST /api/v1/login/staff) and the API records them with every action.
   let staffId = null;
   function showWork(id) {
     staffId = id;
@@ -54,6 +54,36 @@
     } catch (e) {
       showError("この画面は窓口端末から開いてください。", "Please open this screen from the counter terminal.");
     }
+    try {
+      const session = await api.request("GET", api.PATHS.loginSession());
+      if (session && session.staff) { showWork(session.staff.staff_id); return; }
+    } catch (e) { /* not signed in */ }
+    showLogin();
+  }
+
+  async function signIn(event) {
+    event.preventDefault();
+    const id = $("login-user").value.trim();
+    const password = $("login-password").value;
+    if (!/^[\w.@-]{1,64}$/.test(id) || !password) {
+      showError("職員IDとパスワードを入力してください。", "Enter your staff id and password."); return;
+    }
+    $("login-password").value = "";
+    try {
+      const data = await api.request("POST", api.PATHS.staffLogin(), { json: { staff_id: id, password } });
+      showError(null);
+      showWork((data && data.staff_id) || id);
+    } catch (e) {
+      if (e && e.status === 401) showError("職員IDまたはパスワードが違います。", "Wrong staff id or password.");
+      else showError((e && e.ja) || "サインインできませんでした。", (e && e.en) || String(e));
+      $("login-password").focus();
+    }
+  }
+
+  async function signOut() {
+    staffId = null;
+    $("login-user").value = "";
+    try { await api.request("POST", api.PATHS.logout(), { json: { role: "staff" } }); } catch (e) { /* ended already */ }
     showLogin();
   }
 
@@ -323,14 +353,8 @@
   document.addEventListener("DOMContentLoaded", () => {
     pinEntry = J.createPinEntry({ form: $("pin-form"), input: $("pin-input"), keypad: $("keypad"), count: $("pin-count"),
       submit: $("pin-submit"), label: $("pin-label") }, onPin);
-    $("login-form").addEventListener("submit", async (event) => {
-      event.preventDefault();
-      const id = $("login-user").value.trim();
-      if (!/^[\w.@-]{1,64}$/.test(id)) { showError("職員IDを入力してください。", "Enter your staff id."); return; }
-      showError(null);
-      showWork(id);
-    });
-    $("logout").addEventListener("click", () => { staffId = null; $("login-user").value = ""; showLogin(); });
+    $("login-form").addEventListener("submit", signIn);
+    $("logout").addEventListener("click", signOut);
     document.querySelectorAll('[role="tab"]').forEach((tab) => {
       tab.addEventListener("click", () => selectTab(tab));
       tab.addEventListener("keydown", tabKeys);
