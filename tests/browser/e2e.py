@@ -378,9 +378,9 @@ class E2EWorld:
             resident_id = resident.id
         return Holder(person, card_id, resident_id, made.verification_code_b, email)
 
-    def waiting_resident(self, person: str) -> tuple[str, str]:
+    def waiting_resident(self, person: str) -> tuple[str, str, str]:
         """A resident with no card yet and the card the card centre delivered for them (new issuance).
-        Returns (resident id, card id)."""
+        Returns (resident id, card id, the card's 照合番号B)."""
         from jpki_remote.card.factory import deliver_card, test_holder
         from jpki_remote.card.store import CardStore
         from jpki_remote.registry import service as registry
@@ -394,13 +394,13 @@ class E2EWorld:
                                              birth_date=birth_date, sex=2)
             resident_id = resident.id
         card_id = "".join(secrets.choice("0123456789") for _ in range(12))
-        deliver_card(
+        delivered = deliver_card(
             test_holder(self.portrait(person), name=name, address=address, birth_date=birth_date, sex="2",
                         municipality_code=MUNICIPALITY[0], card_expiry=dt.date.today() + dt.timedelta(days=3650),
                         security_code=f"{secrets.randbelow(10000):04d}"),
             issuer_master_key=self.master_key, store=CardStore(self.cards_dir), card_id=card_id,
         )
-        return resident_id, card_id
+        return resident_id, card_id, delivered.verification_code_b
 
     def register_terminal(self, kind: str) -> Terminal:
         from jpki_remote.terminal.keys import load_or_create_key, public_bytes
@@ -413,6 +413,14 @@ class E2EWorld:
                                     public_key=public_bytes(key),
                                     municipality_code=self.municipality if kind == "counter" else None)
             return Terminal(kind, row.id, key_file)
+
+    def add_staff(self, staff_id: str, password: str) -> None:
+        """A counter staff account of the municipality (``jpki-remote staff add``, password on stdin)."""
+        result = subprocess.run(
+            [*CLI, "staff", "add", staff_id, "--municipality", MUNICIPALITY[0], "--password-stdin"],
+            input=password + "\n", env=self.env, capture_output=True, text=True, timeout=120, cwd=REPO,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
 
     # ---- what the holder receives ----------------------------------------------------------------------------
     def outbox_ids(self) -> int:

@@ -215,3 +215,85 @@ def receipt(screen: HolderScreen) -> dict[str, str]:
         "ref": re.sub(r"\s", "", screen.text("#receipt-ref")),
         "time": screen.text("#receipt-time"),
     }
+
+
+RUN_STATE = """() => {
+  const form = document.getElementById('pin-form');
+  const result = document.getElementById('run-result');
+  const error = document.getElementById('error-box');
+  return {
+    pin: !form.hidden,
+    title: document.getElementById('pin-title').textContent,
+    done: Boolean(result.querySelector('.ok-box')),
+    error: error.hidden ? '' : error.textContent.replace(/\\s+/g, ' ').trim(),
+    state: document.getElementById('run-state').textContent,
+  };
+}"""
+
+
+class CounterScreen:
+    """The counter (staff) page of one browser: sign-in, the issuance form, counter procedures, the holder's PIN pad."""
+
+    def __init__(self, page: Any) -> None:
+        self.page = page
+        self.errors: list[str] = []
+        page.on("pageerror", lambda error: self.errors.append(f"pageerror: {error}"))
+
+    def open(self, url: str, staff_id: str, password: str) -> None:
+        """The terminal's counter page; the member of staff signs in on it."""
+        self.page.goto(url)
+        self.page.wait_for_selector("#login-form", state="visible", timeout=30_000)
+        self.page.fill("#login-user", staff_id)
+        self.page.fill("#login-password", password)
+        self.page.click("#login-form button[type=submit]")
+        self.page.wait_for_selector("#work", state="visible", timeout=10_000)
+        assert staff_id in self.page.inner_text("#staff-badge")
+
+    def tab(self, name: str) -> None:
+        self.page.click(f"#tab-{name}")
+        self.page.wait_for_selector(f"#panel-{name}", state="visible", timeout=10_000)
+
+    def check_documents(self, prefix: str, *codes: str) -> None:
+        for code in codes:
+            self.page.check(f"#{prefix}-doc-{code}")
+
+    def run_state(self) -> dict[str, Any]:
+        return dict(self.page.evaluate(RUN_STATE))
+
+    def follow(self, answers: dict[str, str], *, timeout_s: float = 240) -> list[str]:
+        """Follow the running procedure to "completed", the holder typing on the counter keypad whatever PIN the
+        page asks for (``answers``: a part of the lower-cased English title → value; a new PIN is typed twice).
+        Returns the PIN titles asked, in order."""
+        import time
+
+        deadline = time.monotonic() + timeout_s
+        asked: list[str] = []
+        last_value: str | None = None
+        handled_title = ""
+        while True:
+            state = self.run_state()
+            if state["done"]:
+                return asked
+            assert time.monotonic() < deadline, f"the counter procedure did not finish: {state}; asked {asked}"
+            if any(f"状態: {end} " in state["state"] for end in ("failed", "cancelled", "expired")):
+                raise AssertionError(f"the counter procedure ended: {state}; asked {asked}")
+            title = " ".join(state["title"].split())
+            if not state["pin"]:
+                handled_title = ""
+            if state["pin"] and title and title != handled_title:
+                lowered = title.lower()
+                if "again" in lowered:
+                    assert last_value is not None, title
+                    value = last_value
+                else:
+                    key = next((k for k in answers if k in lowered), None)
+                    assert key is not None, f"the counter asks for {title!r}; answers for {list(answers)}"
+                    value = answers[key]
+                    asked.append(key)
+                for char in value:
+                    self.page.click(f"#keypad button[data-key='{char}']")
+                if self.page.is_disabled("#pin-submit"):
+                    raise AssertionError(f"the keypad does not accept the value typed for {title!r}")
+                self.page.click("#pin-submit")
+                last_value, handled_title = value, title
+            self.page.wait_for_timeout(250)
