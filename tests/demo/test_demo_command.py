@@ -192,19 +192,21 @@ def test_demo_serves_the_pages_stops_cleanly_and_reuses_its_data(
     assert second.stop(signal.SIGTERM) == 0
 
 
-def test_fresh_refuses_a_directory_that_is_not_the_demos(tmp_path: Path, faces_dir: Path) -> None:
+@pytest.mark.parametrize("fresh", [["--fresh"], []], ids=["fresh", "reuse"])
+def test_demo_leaves_a_directory_that_is_not_the_demos_alone(tmp_path: Path, faces_dir: Path, fresh: list[str]) -> None:
     precious = tmp_path / "precious"
     precious.mkdir()
-    (precious / "thesis.tex").write_text("keep me")
+    (precious / "jpki.db").write_text("a real deployment's database")
     done = subprocess.run(
-        _command("--fresh", "--data-dir", str(precious), "--port", str(free_port()), "--faces", str(faces_dir)),
+        _command(*fresh, "--data-dir", str(precious), "--port", str(free_port()), "--faces", str(faces_dir)),
         capture_output=True,
         text=True,
         env=_env(),
         timeout=120,
     )
     assert done.returncode == 1 and "not a demo data directory" in done.stderr
-    assert (precious / "thesis.tex").read_text() == "keep me"
+    assert [p.name for p in precious.iterdir()] == ["jpki.db"]
+    assert (precious / "jpki.db").read_text() == "a real deployment's database"
 
 
 def test_missing_faces_folder_is_a_clear_error(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction, bench: argparse._SubParsers
         "--data-dir",
         type=Path,
         default=None,
-        help="demo data directory (default: JPKI_DATA_DIR; --scripted: a new temporary directory)",
+        help="demo data directory (default: JPKI_DATA_DIR with -demo appended; --scripted: a new temporary directory)",
     )
     parser.add_argument("--host", default=None, help="default: JPKI_HOST (127.0.0.1)")
     parser.add_argument("--port", type=int, default=None, help="default: JPKI_PORT (8080)")
@@ -69,14 +69,14 @@ def _demo(args: argparse.Namespace) -> int:
         from jpki_remote.demo.scripted import run_scripted
 
         return run_scripted(faces, data_dir=args.data_dir, keep=args.keep, report_file=args.report)
-    from jpki_remote.demo.interactive import DemoError, run_demo
+    from jpki_remote.demo.interactive import DemoError, default_data_dir, run_demo
     from jpki_remote.demo.provision import DemoSetupError
 
     try:
         return run_demo(
             faces,
             base=settings,
-            data_dir=args.data_dir or settings.data_dir,
+            data_dir=args.data_dir or default_data_dir(settings),
             host=args.host or settings.host,
             port=args.port or settings.port,
             fresh=args.fresh,

@@ -29,12 +29,21 @@ class DemoError(RuntimeError):
 
 
 def prepare_data_dir(data_dir: Path, fresh: bool) -> None:
-    """``--fresh`` empties the directory — only if it is a demo data directory (or empty), never anything else."""
-    if not fresh or not data_dir.exists():
+    """The demo only ever works in a demo data directory (or an empty one): it never adds demo residents to, nor
+    deletes, a directory some real deployment uses. ``--fresh`` empties a demo data directory first."""
+    if not data_dir.exists():
         return
     if any(data_dir.iterdir()) and not manifest_path(data_dir).exists():
-        raise DemoError(f"{data_dir} is not a demo data directory; refusing to delete it (choose another --data-dir)")
-    shutil.rmtree(data_dir)
+        raise DemoError(
+            f"{data_dir} is not a demo data directory; the demo neither uses nor deletes it (choose another --data-dir)"
+        )
+    if fresh:
+        shutil.rmtree(data_dir)
+
+
+def default_data_dir(settings: Settings) -> Path:
+    """Beside the configured data directory, never inside it: ``~/.local/share/jpki-remote-demo`` by default."""
+    return settings.data_dir.with_name(settings.data_dir.name + "-demo")
 
 
 def demo_settings(base: Settings, *, data_dir: Path, host: str, port: int) -> Settings:

@@ -1,10 +1,11 @@
 """``jpki-remote demo --scripted``: every procedure, headless, against a fresh data directory.
 
-The server runs in this process on a free loopback port; each procedure goes through the same JSON API a kiosk, the
-holder's app and a counter page use: the real terminal agent relays the virtual card (PINs typed on its pad), the
-"page" sends a live capture built from the resident's real photo (blinking and turning as the random liveness
-challenge asks) and the security code read from the development outbox. Refusals are part of the run: another
-person's face and a wrong security code must be refused.
+The server runs in this process on a free loopback port, with the terminal package's agents (virtual readers) for a
+kiosk, the holder's app and a counter. The script plays each terminal's page (:class:`~jpki_remote.demo.client.
+TerminalPage`): the same JSON API calls, the agent's page API to relay the card and to type PINs on the keypad, a live
+capture built from the resident's real photo (blinking and turning as the random liveness challenge asks) and the
+security code read from the development outbox. Refusals are part of the run: another person's face and a wrong
+security code must be refused.
 
 Then everything is checked from outside: the renewed certificates are ``good`` and the replaced / revoked ones
 ``revoked`` by the server's OCSP endpoint (requests built with ``cryptography``), the audit log verifies, and the
@@ -29,6 +30,7 @@ from typing import Any, TextIO
 
 from jpki_remote.config import Settings
 from jpki_remote.demo import residents as people
+from jpki_remote.demo.checks import Check, check_audit, check_ocsp, check_statistics, ocsp_status
 from jpki_remote.demo.client import ApiFailure, PinNotKnown, TerminalPage, latest_code
 from jpki_remote.demo.provision import DemoEnvironment, demo_mobile, provision
 from jpki_remote.demo.residents import DEMO_PINS, NEW_PINS
@@ -46,13 +48,6 @@ class Result:
     ok: bool = False
     seconds: float = 0.0
     detail: str = ""
-
-
-@dataclass
-class Check:
-    name: str
-    ok: bool
-    detail: str
 
 
 @dataclass
@@ -481,104 +476,6 @@ PROCEDURES: list[tuple[str, str, str, Callable[[Run], str]]] = [
 ]
 
 
-# ---------------------------------------------------------------------------------------------- checks from outside
-def ocsp_status(base_url: str, certificate: Any, issuer: Any, kind: str) -> str:
-    """The status the server's OCSP endpoint gives (RFC 6960 request built with cryptography), signature checked."""
-    import httpx
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import padding
-    from cryptography.x509 import ocsp
-
-    request = ocsp.OCSPRequestBuilder().add_certificate(certificate, issuer, hashes.SHA1()).build()  # noqa: S303
-    response = httpx.post(
-        f"{base_url}/ocsp/{kind}",
-        content=request.public_bytes(serialization.Encoding.DER),
-        headers={"Content-Type": "application/ocsp-request"},
-        timeout=30.0,
-    )
-    answer = ocsp.load_der_ocsp_response(response.content)
-    if answer.response_status is not ocsp.OCSPResponseStatus.SUCCESSFUL:
-        return f"error:{answer.response_status.name}"
-    signer = answer.certificates[0] if answer.certificates else issuer
-    if signer is not issuer:
-        issuer.public_key().verify(  # the delegated responder is certified by the CA …
-            signer.signature, signer.tbs_certificate_bytes, padding.PKCS1v15(), signer.signature_hash_algorithm
-        )
-        if (
-            x509.ExtendedKeyUsageOID.OCSP_SIGNING
-            not in signer.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-        ):
-            return "error:responder_not_authorised"
-    signer.public_key().verify(  # … and signed this answer
-        answer.signature, answer.tbs_response_bytes, padding.PKCS1v15(), answer.signature_hash_algorithm
-    )
-    if answer.serial_number != certificate.serial_number:
-        return "error:wrong_serial"
-    return answer.certificate_status.name.lower()
-
-
-def check_ocsp(run: Run) -> list[Check]:
-    from cryptography import x509
-
-    checks = []
-    for kind, serial, wanted, why in run.expectations:
-        try:
-            certificate = x509.load_der_x509_certificate(run.env.ca.certificate(kind, serial).der)
-            issuer = run.env.ca.authority_certificate(kind)
-            got = ocsp_status(run.base_url, certificate, issuer, kind)
-        except Exception as exc:
-            got = f"error:{type(exc).__name__}: {exc}"
-        checks.append(Check(f"OCSP {why}", got == wanted, f"{got} (expected {wanted}, serial {serial:x})"))
-    return checks
-
-
-def check_audit(run: Run) -> Check:
-    from jpki_remote.audit.log import AuditLog
-    from jpki_remote.audit.signing import signer_from_settings
-
-    audit = AuditLog(run.env.db, signer_from_settings(run.env.settings))
-    report = audit.verify()
-    detail = f"{report.events} events, {report.heads} signed tree heads"
-    if not report.ok:
-        detail += ": " + "; ".join(report.problems[:3])
-    return Check(
-        "audit log verifies (RFC 6962 Merkle tree, signed tree heads)", report.ok and report.events > 0, detail
-    )
-
-
-def check_statistics(run: Run, report: Report) -> Check:
-    import httpx
-
-    from jpki_remote.web.app import admin_token
-
-    response = httpx.get(
-        f"{run.base_url}/api/analytics/live",
-        headers={"Authorization": f"Bearer {admin_token(run.env.settings)}"},
-        timeout=60.0,
-    )
-    if response.status_code != 200:
-        return Check("admin live statistics", False, f"GET /api/analytics/live → {response.status_code}")
-    stats = response.json()
-    remote_done = sum(
-        1
-        for r in report.results
-        if r.ok and r.expected == "completed" and any(c in r.name for c in ("kiosk", "online"))
-    )
-    started = sum(1 for r in report.results if r.outcome != "not run")
-    total = int(stats.get("total") or 0)
-    avoided = int(stats.get("counter_visits_avoided") or 0)
-    by_channel = stats.get("by_channel", {})
-    ok = total >= 1 and avoided >= remote_done and by_channel.get("kiosk", 0) >= 1 and by_channel.get("online", 0) >= 1
-    return Check(
-        "admin live statistics count the run",
-        ok,
-        f"{total} procedures (kiosk {by_channel.get('kiosk', 0)}, online {by_channel.get('online', 0)}, counter "
-        f"{by_channel.get('counter', 0)}; {started} started by this run), {avoided} counter visits avoided "
-        f"(≥ {remote_done} expected), {stats.get('staff_hours_saved', 0):.1f} staff hours saved",
-    )
-
-
 # ---------------------------------------------------------------------------------------------- the run
 def _line(result: Result) -> str:
     mark = "OK    " if result.ok else "FAILED"
@@ -649,7 +546,11 @@ def run_scripted(
             report.results.append(result)
             say(_line(result))
         say("\nchecks from outside:")
-        for check in [*check_ocsp(run), check_audit(run), check_statistics(run, report)]:
+        for check in [
+            *check_ocsp(run.env, run.base_url, run.expectations),
+            check_audit(run.env),
+            check_statistics(run.env, run.base_url, report.results),
+        ]:
             report.checks.append(check)
             say(f"{'OK    ' if check.ok else 'FAILED'} {check.name}: {check.detail}")
     except Exception as exc:
