@@ -78,6 +78,7 @@ def test_counter_operations_need_the_staff_session_and_csrf(web: Web, tmp_path: 
     body = {"kind": "revocation", "target": "signature", "card_id": issued.card_id}
     no_staff = web.client.post(f"{API}/counter/procedures", headers=bearer, json=body)
     assert no_staff.status_code == 401 and no_staff.json()["error"]["code"] == "staff_login_required"
+    assert no_staff.json()["error"]["message_en"] == "A member of staff must sign in."
     csrf = web.staff_login("yamada")
     no_csrf = web.client.post(f"{API}/counter/procedures", headers=bearer, json=body)
     assert no_csrf.status_code == 403 and no_csrf.json()["error"]["code"] == "csrf_failed"

@@ -522,10 +522,12 @@ def _mount_others(app: FastAPI, settings: Settings, database: Database, admin: A
 
 def _include_routers(app: FastAPI, settings: Settings, database: Database) -> None:
     """The route modules kept outside this file (each ``create_*_router(settings, database)`` under ``/api/v1``)."""
+    from jpki_remote.web.api_counter import create_counter_router
     from jpki_remote.web.api_terminal import create_terminal_router
     from jpki_remote.web.login import create_login_router
 
     app.include_router(create_terminal_router(settings, database), prefix=API)
+    app.include_router(create_counter_router(settings, database), prefix=API)
     app.include_router(create_login_router(settings, database, lambda: admin_token(settings)))
 
 

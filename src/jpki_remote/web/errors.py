@@ -33,10 +33,11 @@ def error_body(status: int, code: str | None = None, ja: str | None = None, en: 
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str | None = None) -> None:
+    def __init__(self, status: int, code: str | None = None, ja: str | None = None, en: str | None = None) -> None:
         super().__init__(code or str(status))
         self.status = status
         self.code = code
+        self.ja, self.en = ja, en
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -46,7 +47,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ApiError)
     async def _api(_request: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse(error_body(exc.status, exc.code), status_code=exc.status)
+        return JSONResponse(error_body(exc.status, exc.code, exc.ja, exc.en), status_code=exc.status)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -52,6 +52,8 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSRF_HEADER = "X-CSRF-Token"
 MAX_LOGIN_BODY = 4096
 TOUCH_EVERY = timedelta(seconds=30)  # last_used_at is written at most this often
+STAFF_LOGIN_MESSAGE = ("職員のサインインが必要です。", "A member of staff must sign in.")
+CSRF_MESSAGE = ("画面を読み込み直してから操作してください。", "Reload the page and try again (CSRF check failed).")
 
 
 def cookie_name(role: str) -> str:
@@ -187,7 +189,7 @@ def check_csrf(request: Request, signed: SignedIn) -> None:
         return
     given = request.headers.get(CSRF_HEADER.lower(), "")
     if not hmac.compare_digest(given.encode(), csrf_token(signed.token).encode()):
-        raise ApiError(403, "csrf_failed")
+        raise ApiError(403, "csrf_failed", *CSRF_MESSAGE)
 
 
 def _same_origin(request: Request) -> bool:
@@ -231,11 +233,11 @@ def staff_resolver(settings: Settings, database: Database) -> Callable[[Request]
     def resolve(request: Request) -> StaffCaller:
         signed = sessions.resolve("staff", request.cookies.get(cookie_name("staff")))
         if signed is None:
-            raise ApiError(401, "staff_login_required")
+            raise ApiError(401, "staff_login_required", *STAFF_LOGIN_MESSAGE)
         with database.session() as session:
             member = staff_accounts.get_staff(session, signed.subject)
         if member is None:  # disabled since sign-in
-            raise ApiError(401, "staff_login_required")
+            raise ApiError(401, "staff_login_required", *STAFF_LOGIN_MESSAGE)
         check_csrf(request, signed)
         return StaffCaller(member.staff_id, member.display_name, member.municipality_code)
 
