@@ -134,8 +134,6 @@ def _outbox_count(world: World) -> int:
         return int(s.scalar(select(func.count()).select_from(DevOutboxMessage)) or 0)
 
 
-@pytest.mark.xfail(strict=True, reason="finding S-4: a forged (unauthenticated) error answer to SET PIN makes the "
-                   "engine record a failure and skip the holder notice although the card reset the PIN")
 def test_pin_reset_hidden_by_a_forged_error_still_notifies_the_holder(world: World) -> None:
     issued = world.issue_card()
 

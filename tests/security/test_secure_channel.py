@@ -131,8 +131,6 @@ def test_unprotected_command_inside_a_session_ends_it(card: VirtualCard, master:
             issuer.status()
 
 
-@pytest.mark.xfail(strict=True, reason="finding S-4: error status words of issuer commands carry no R-MAC, so the "
-                   "terminal can claim a command failed after the card executed it (scp03.py:162-168, 204-207)")
 def test_host_does_not_trust_an_unauthenticated_error_answer(card: VirtualCard, master: bytes) -> None:
     """The terminal relays SET PIN to the card (which resets the PIN) and tells the host "6A80 wrong data"."""
     relay = Relay(card)

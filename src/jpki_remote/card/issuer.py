@@ -1,6 +1,7 @@
 """`IssuerSession`: the host (server) side of the issuer secure channel.
 
-The server holds the issuer master key; the terminal only relays opaque APDUs (``transmit``). The session opens
+The server holds the issuer keys (the master key, or in production only the per-card static keys an HSM derived
+from it); the terminal only relays opaque APDUs (``transmit``). The session opens
 with INITIALIZE UPDATE / EXTERNAL AUTHENTICATE (mutual authentication, per-card keys diversified from the master over
 the card's KDD, per-session keys), then every command carries C-MAC and encrypted data, and every response is checked
 (R-MAC) and decrypted. See :mod:`jpki_remote.card.issuer_domain` for the command set.
@@ -26,7 +27,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Self
+from typing import Protocol, Self
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -54,7 +55,23 @@ class IssuerLockedError(SecureChannelError):
     """6983: the card's issuer domain is locked after too many failed authentications (permanently)."""
 
 
+class OutcomeUnknownError(SecureChannelError):
+    """A command reached the terminal but its answer did not authenticate (no or a wrong R-MAC, a bare status word,
+    a session the "card" says is gone): the card may or may not have executed it. The session is closed; only an
+    authenticated read in a new session (e.g. :meth:`IssuerSession.status`) tells what happened."""
+
+
 RandomSource = Callable[[int], bytes]
+
+
+class StaticKeySource(Protocol):
+    """Derives a card's static keys for the KDD it announced (e.g. :class:`jpki_remote.issuer_keys.IssuerKeys` —
+    with an HSM the master key never leaves it)."""
+
+    def card_keys(self, key_version: int, kdd: bytes) -> scp03.CardStaticKeys: ...
+
+
+IssuerKeyMaterial = bytes | scp03.CardStaticKeys | StaticKeySource
 
 
 @dataclass(frozen=True)
@@ -63,6 +80,7 @@ class PinStatus:
     fid: int
     tries_left: int
     max_tries: int
+    reset_count: int = 0  # SET PINs the card executed on this key reference (authenticated: GET STATUS is R-MAC'd)
 
     @property
     def blocked(self) -> bool:
@@ -83,12 +101,17 @@ class CardStatus:
 
 
 class IssuerSession:
-    """One authenticated issuer session with one card. Use as a context manager or call :meth:`open`."""
+    """One authenticated issuer session with one card. Use as a context manager or call :meth:`open`.
+
+    ``keys`` is one of: the issuer master key (16 or 32 bytes; the card's static keys are diversified from it here —
+    development and card manufacture), a :class:`~jpki_remote.card.scp03.CardStaticKeys` precomputed for the
+    expected card (its KDD must be the card's, else :class:`CardMismatchError`), or a :class:`StaticKeySource` asked
+    for the static keys of the KDD the card announces (the HSM path: the master key never reaches this process)."""
 
     def __init__(
         self,
         target: Transmit | object,
-        master_key: bytes,
+        keys: IssuerKeyMaterial,
         *,
         key_version: int = 0x00,
         level: int = scp03.LEVEL_FULL,
@@ -96,12 +119,16 @@ class IssuerSession:
         random: RandomSource = secrets.token_bytes,
         expected_kdd: bytes | None = None,
     ) -> None:
-        if len(master_key) not in (16, 32):
-            raise ValueError("the issuer master key is an AES-128 or AES-256 key (16 or 32 bytes)")
+        if isinstance(keys, bytes | bytearray | memoryview):
+            if len(keys) not in (16, 32):
+                raise ValueError("the issuer master key is an AES-128 or AES-256 key (16 or 32 bytes)")
+            keys = bytes(keys)
+        elif not isinstance(keys, scp03.CardStaticKeys) and not callable(getattr(keys, "card_keys", None)):
+            raise TypeError("keys: an issuer master key, CardStaticKeys or an object with card_keys(version, kdd)")
         if level & isd.REQUIRED_LEVEL != isd.REQUIRED_LEVEL:
             raise ValueError("issuer commands need at least C-MAC, C-DECRYPTION and R-MAC (level 0x13)")
         self._transmit = _as_transmit(target)
-        self._master = bytes(master_key)
+        self._keys = keys
         self._key_version = key_version
         self._level = level
         self._chunk = max(16, min(chunk_size, 65000))
@@ -139,8 +166,7 @@ class IssuerSession:
         if self._expected_kdd is not None and not hmac.compare_digest(self.kdd, self._expected_kdd):
             raise CardMismatchError(0, "another card is in the reader")
         card_challenge, card_cryptogram = body[13:21], body[21:29]
-        static = scp03.diversify(self._master, self.kdd)
-        keys = scp03.session_keys(static, host_challenge, card_challenge)
+        keys = scp03.session_keys(self._static_keys(self.kdd), host_challenge, card_challenge)
         expected = scp03.cryptogram(keys, scp03.CARD_CRYPTOGRAM, host_challenge, card_challenge)
         if not hmac.compare_digest(card_cryptogram, expected):
             raise SecureChannelError(0, "card cryptogram wrong: not our card or wrong master key")
@@ -152,6 +178,19 @@ class IssuerSession:
         self._channel = channel
         return self
 
+    def _static_keys(self, kdd: bytes) -> dict[str, bytes]:
+        material = self._keys
+        if isinstance(material, bytes):
+            return scp03.diversify(material, kdd)
+        if isinstance(material, scp03.CardStaticKeys):
+            if not hmac.compare_digest(material.kdd, kdd):
+                raise CardMismatchError(0, "another card is in the reader (static keys are for another KDD)")
+            return material.as_dict()
+        static = material.card_keys(self._key_version, kdd)
+        if not hmac.compare_digest(static.kdd, kdd):
+            raise SecureChannelError(0, "the key source derived keys for another KDD")
+        return static.as_dict()
+
     def close(self) -> None:
         self._channel = None
 
@@ -161,14 +200,16 @@ class IssuerSession:
             raise SecureChannelError(SW.SECURITY_STATUS_NOT_SATISFIED, "no open issuer session")
         wrapped = self._channel.wrap(CommandApdu(0x80, ins, p1, p2, bytes(data), ne))
         resp = send(self._transmit, wrapped)
-        if resp.sw == SW.SECURITY_STATUS_NOT_SATISFIED:
+        # From here on the command may have reached the card: an answer that does not authenticate says nothing
+        # about what the card did (a terminal can forge any bare status word, 6982 included).
+        if resp.sw == SW.SECURITY_STATUS_NOT_SATISFIED and not resp.data:
             self._channel = None
-            raise SecureChannelError(resp.sw, f"card closed the session (INS {ins:02X})")
+            raise OutcomeUnknownError(resp.sw, f"card closed the session (INS {ins:02X}), or so the terminal says")
         try:
             plain = self._channel.unwrap_response(resp.to_bytes())
         except ValueError as exc:
             self._channel = None
-            raise SecureChannelError(resp.sw, f"response not authentic: {exc}") from exc
+            raise OutcomeUnknownError(resp.sw, f"response to INS {ins:02X} not authentic: {exc}") from exc
         return raise_for_sw(ResponseApdu(plain.data, plain.sw), f"issuer INS {ins:02X}").data
 
     # ---- issuer commands ------------------------------------------------------------------------------------
@@ -222,6 +263,11 @@ class IssuerSession:
         try:
             fields = {obj.tag: obj.value for obj in iterate(data, stop_at_filler=False)}
             pins = fields[0xC4]
+            resets = fields.get(0xC6, b"")  # absent from cards before the reset counts
+            reset_counts = {
+                (resets[i], resets[i + 1]): int.from_bytes(resets[i + 2 : i + 6], "big")
+                for i in range(0, len(resets) - 5, 6)
+            }
             return CardStatus(
                 lifecycle=LIFECYCLE_NAMES.get(fields[0xC0][0], "unknown"),
                 serial=fields[0xC1].decode("ascii"),
@@ -229,7 +275,8 @@ class IssuerSession:
                 pending_certificates=tuple(fields[0xC3]),
                 active_jpki_keys=tuple(fields[0xC5]),
                 pins=tuple(
-                    PinStatus(layout.BY_REF[pins[i]].name, pins[i + 1], pins[i + 2], pins[i + 3])
+                    PinStatus(layout.BY_REF[pins[i]].name, pins[i + 1], pins[i + 2], pins[i + 3],
+                              reset_counts.get((pins[i], pins[i + 1]), 0))
                     for i in range(0, len(pins) - 3, 4)
                 ),
             )

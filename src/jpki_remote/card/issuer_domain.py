@@ -17,11 +17,16 @@ Our design (the real card's issuer commands are not public), GlobalPlatform SCP0
 | F4 DISCARD | 00 | 00 | – | drop pending keys and certificates |
 | F5 SET PIN | AP ref | PIN FID | new value or empty | reset the retry counter, set the value (C-ENC) |
 | F6 READ PUBLIC KEY | AP ref (+80 pending) | key FID | – | 90/91 public key of an active or pending key |
-| F7 GET STATUS | 00 | 00 | – | lifecycle, pending slots, PIN counters (TLV) |
+| F7 GET STATUS | 00 | 00 | – | lifecycle, pending slots, PIN counters and reset counts (TLV) |
 
 A bad C-MAC (tampered or replayed command) ends the session: that command and every later one answer ``6982``
 until a new INITIALIZE UPDATE. So does an unprotected (CLA ``80``) issuer command sent while a session is open.
 Re-selecting any AP or resetting the card also ends it.
+
+Every answer inside a session carries an R-MAC, error status words included (not so in GlobalPlatform, where errors
+travel bare): the host must be able to tell the card's "refused" from a terminal's forged one (finding S-4). GET STATUS
+reports, per key reference, how many times SET PIN reset it (tag C6: AP ref, FID, 4-byte count), so after an answer
+that did not authenticate the host can read in a new session whether the reset took effect.
 
 Retry limit (like a GlobalPlatform card's authentication counter): every INITIALIZE UPDATE that returns a card
 cryptogram counts as a failed authentication — written to the card state *before* the answer leaves the card, so
@@ -317,15 +322,17 @@ class IssuerDomain:
             raise ApduError(SW.CONDITIONS_NOT_SATISFIED)
         value = bytes(cmd.data)
         current = self.state.pin(applet.name, cmd.p2)
+        resets = (current.reset_count if current is not None else 0) + 1
         if not value:
             if current is None:
                 raise ApduError(SW.REFERENCED_DATA_NOT_FOUND, "no PIN to unblock")
             current.tries_left = definition.max_tries
+            current.reset_count = resets
         elif not definition.format.accepts(value):
             raise ApduError(SW.WRONG_DATA)
         else:
             self.state.pins.setdefault(applet.name, {})[cmd.p2] = PinRecord(
-                value, definition.max_tries, definition.max_tries)
+                value, definition.max_tries, definition.max_tries, resets)
         self.card.mark_dirty()
         return ResponseApdu(b"", SW.OK)
 
@@ -343,10 +350,11 @@ class IssuerDomain:
         if cmd.p1 or cmd.p2:
             raise ApduError(SW.INCORRECT_P1P2)
         state = self.state
-        pins = b""
+        pins = resets = b""
         for applet in layout.APPLETS:
             for fid, pin in sorted(state.pins.get(applet.name, {}).items()):
                 pins += bytes((applet.ref, fid, max(pin.tries_left, 0), pin.max_tries or 0))
+                resets += bytes((applet.ref, fid)) + (pin.reset_count & 0xFFFFFFFF).to_bytes(4, "big")
         body = (
             tlv(0xC0, bytes((LIFECYCLE_CODES.get(state.lifecycle, 0),)))
             + tlv(0xC1, state.serial.encode("ascii"))
@@ -354,5 +362,6 @@ class IssuerDomain:
             + tlv(0xC3, bytes(sorted(state.pending_certs)))
             + tlv(0xC4, pins)
             + tlv(0xC5, bytes(sorted(state.keys.get("jpki", {}))))
+            + tlv(0xC6, resets)
         )
         return ResponseApdu(body, SW.OK)

@@ -4,14 +4,18 @@
   and suffix (the layout GlobalPlatformPro's ``GPCrypto.scp03_kdf`` uses).
 - :func:`derive`: the Amendment D form — label 11×00 ‖ constant ‖ 00 ‖ L (16 bit) ‖ i ‖ context.
 - :func:`diversify`: per-card static keys from an issuer master key over the card's 10-byte KDD ("KDF3" in
-  GlobalPlatformPro: prefix empty, suffix ``00000001 00`` / ``…02 00`` / ``…03 00`` ‖ KDD).
+  GlobalPlatformPro: prefix empty, suffix ``00000001 00`` / ``…02 00`` / ``…03 00`` ‖ KDD);
+  :func:`diversify_with` takes the AES-CMAC as a function, so the master key can stay in an HSM.
+  :class:`CardStaticKeys` carries one card's result.
 - :class:`SecureChannel`: one session's state — session keys, MAC chaining value, encryption counter — with the
-  wrap/unwrap operations for both ends (C-MAC, C-ENC, R-MAC, R-ENC).
+  wrap/unwrap operations for both ends (C-MAC, C-ENC, R-MAC, R-ENC). Unlike Amendment D, error status words are
+  R-MAC'd too, so the host can tell a card's refusal from a terminal's forgery.
 """
 
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives import cmac
@@ -47,12 +51,23 @@ def aes_cmac(key: bytes, data: bytes) -> bytes:
     return c.finalize()
 
 
+Prf = Callable[[bytes], bytes]
+
+
 def kdf(key: bytes, prefix: bytes, suffix: bytes, nbytes: int) -> bytes:
     """SP 800-108 counter mode, PRF = AES-CMAC: K(i) = CMAC(key, prefix ‖ i ‖ suffix), i = 1, 2, … (8-bit)."""
+    return kdf_with(lambda data: aes_cmac(key, data), prefix, suffix, nbytes)
+
+
+def kdf_with(prf: Prf, prefix: bytes, suffix: bytes, nbytes: int) -> bytes:
+    """:func:`kdf` with the AES-CMAC computed by ``prf`` (e.g. inside an HSM that holds the key)."""
     out = b""
     i = 1
     while len(out) < nbytes:
-        out += aes_cmac(key, prefix + bytes((i,)) + suffix)
+        block = bytes(prf(prefix + bytes((i,)) + suffix))
+        if len(block) != BLOCK:
+            raise ValueError("the PRF must return one 16-byte AES-CMAC")
+        out += block
         i += 1
     return out[:nbytes]
 
@@ -67,7 +82,41 @@ def diversify(master: bytes, kdd: bytes) -> dict[str, bytes]:
     """The card's static ENC/MAC/DEK keys from the issuer master key and the card's KDD (same length as master)."""
     if len(master) not in (16, 24, 32):
         raise ValueError("an AES master key is 16, 24 or 32 bytes")
-    return {name: kdf(master, b"", const + kdd, len(master)) for name, const in DIVERSIFY_CONSTANTS.items()}
+    return diversify_with(lambda data: aes_cmac(master, data), kdd, len(master))
+
+
+def diversify_with(prf: Prf, kdd: bytes, size: int) -> dict[str, bytes]:
+    """:func:`diversify` with AES-CMAC under the master key computed by ``prf`` — the master key itself may stay in
+    an HSM (``C_Sign`` with ``CKM_AES_CMAC``). ``size``: the master key's length, which is also the keys' length."""
+    if size not in (16, 24, 32):
+        raise ValueError("an AES master key is 16, 24 or 32 bytes")
+    return {name: kdf_with(prf, b"", const + bytes(kdd), size) for name, const in DIVERSIFY_CONSTANTS.items()}
+
+
+@dataclass(frozen=True, repr=False)
+class CardStaticKeys:
+    """One card's static SCP03 keys (diversified for ``kdd`` from master key version ``key_version``): what an issuer
+    session needs instead of the master key. The repr shows no key material."""
+
+    enc: bytes
+    mac: bytes
+    dek: bytes
+    kdd: bytes
+    key_version: int = 0
+
+    def __post_init__(self) -> None:
+        if len(self.enc) not in (16, 24, 32) or len(self.mac) != len(self.enc) or len(self.dek) != len(self.enc):
+            raise ValueError("static keys are three AES keys of one length (16, 24 or 32 bytes)")
+
+    @classmethod
+    def from_dict(cls, keys: dict[str, bytes], kdd: bytes, key_version: int = 0) -> CardStaticKeys:
+        return cls(bytes(keys["enc"]), bytes(keys["mac"]), bytes(keys["dek"]), bytes(kdd), key_version)
+
+    def as_dict(self) -> dict[str, bytes]:
+        return {"enc": self.enc, "mac": self.mac, "dek": self.dek}
+
+    def __repr__(self) -> str:
+        return f"<CardStaticKeys kdd={self.kdd.hex()} version={self.key_version} kcv={key_check_value(self.enc).hex()}>"
 
 
 def key_check_value(key: bytes) -> bytes:
@@ -160,11 +209,12 @@ class SecureChannel:
         return CommandApdu(cla, cmd.ins, cmd.p1, cmd.p2, data + mac, cmd.ne)
 
     def unwrap_response(self, raw: bytes) -> ResponseApdu:
-        """Check R-MAC and decrypt; raises ``ValueError`` if the response is not authentic."""
+        """Check R-MAC and decrypt; raises ``ValueError`` if the response is not authentic.
+
+        With R-MAC every answer must carry one, error status words included (see :meth:`wrap_response`): a bare
+        status word may come from the terminal rather than the card, so it proves nothing about the outcome."""
         resp = ResponseApdu.from_bytes(raw)
-        if not _protected_sw(resp.sw) or not self.level & R_MAC:
-            if resp.data and self.level & R_MAC:
-                raise ValueError("unprotected response data")
+        if not self.level & R_MAC:
             return resp
         if len(resp.data) < MAC_LENGTH:
             raise ValueError("response has no R-MAC")
@@ -172,6 +222,8 @@ class SecureChannel:
         expected = aes_cmac(self.keys.rmac, self.chaining + body + raw[-2:])[:MAC_LENGTH]
         if not hmac.compare_digest(mac, expected):
             raise ValueError("R-MAC mismatch")
+        if body and not _protected_sw(resp.sw):
+            raise ValueError("error answers carry no data")
         if body and self.level & R_ENCRYPTION:
             if len(body) % BLOCK:
                 raise ValueError("encrypted response is not whole blocks")
@@ -202,10 +254,14 @@ class SecureChannel:
         return CommandApdu(cmd.cla & ~0x04 & 0xFF, cmd.ins, cmd.p1, cmd.p2, body, cmd.ne)
 
     def wrap_response(self, resp: ResponseApdu) -> ResponseApdu:
-        """Protect a response: error status words travel bare (Amendment D), others get R-ENC and R-MAC."""
-        if not _protected_sw(resp.sw) or not self.level & R_MAC:
-            return ResponseApdu(b"", resp.sw) if self.level & R_MAC else resp
-        body = resp.data
+        """Protect a response: R-ENC on data, R-MAC on every answer — error status words included.
+
+        Deliberate deviation from Amendment D (which sends error status words bare): our issuer commands are our own
+        command set, and a bare error lets the relaying terminal claim a command failed after the card executed it
+        (security finding S-4). An error answer carries no data, only the R-MAC over its status word."""
+        if not self.level & R_MAC:
+            return resp if _protected_sw(resp.sw) else ResponseApdu(b"", resp.sw)
+        body = resp.data if _protected_sw(resp.sw) else b""
         if body and self.level & R_ENCRYPTION:
             body = _cbc(self.keys.enc, self._iv(response=True), pad(body), encrypt=True)
         sw = bytes(((resp.sw >> 8) & 0xFF, resp.sw & 0xFF))
@@ -214,5 +270,5 @@ class SecureChannel:
 
 
 def _protected_sw(sw: int) -> bool:
-    """9000 and warnings (62xx, 63xx) carry an R-MAC; error status words do not."""
+    """9000 and warnings (62xx, 63xx) may carry (encrypted) data; error status words carry only the R-MAC."""
     return sw == 0x9000 or (sw >> 8) in (0x62, 0x63)

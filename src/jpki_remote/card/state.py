@@ -29,11 +29,14 @@ class CardStateError(ValueError):
 
 @dataclass
 class PinRecord:
-    """One key reference: its secret value and retry counter (``max_tries`` None: no limit)."""
+    """One key reference: its secret value and retry counter (``max_tries`` None: no limit). ``reset_count``:
+    how many times the issuer has set or unblocked it (SET PIN), reported by GET STATUS so the issuer can learn
+    from an authenticated answer whether a reset took effect (security finding S-4)."""
 
     value: bytes
     max_tries: int | None
     tries_left: int
+    reset_count: int = 0
 
     @property
     def blocked(self) -> bool:
@@ -118,7 +121,8 @@ class CardState:
             "files": {ap: {f"{fid:04X}": _b64(d) for fid, d in efs.items()} for ap, efs in self.files.items()},
             "records": {ap: {f"{fid:04X}": [_b64(r) for r in recs] for fid, recs in rs.items()}
                         for ap, rs in self.records.items()},
-            "pins": {ap: {f"{fid:04X}": {"max_tries": p.max_tries, "tries_left": p.tries_left}
+            "pins": {ap: {f"{fid:04X}": {"max_tries": p.max_tries, "tries_left": p.tries_left,
+                                         "reset_count": p.reset_count}
                           for fid, p in pins.items()} for ap, pins in self.pins.items()},
             "pending_certs": {f"{fid:04X}": _b64(der) for fid, der in self.pending_certs.items()},
             "sealed": _b64(nonce + sealed),
@@ -161,7 +165,8 @@ class CardState:
             state.scp_keys = {k: _unb64(v) for k, v in secret["scp_keys"].items()}
             values = secret["pin_values"]
             state.pins = {
-                ap: {int(fid, 16): PinRecord(_unb64(values[ap][fid]), meta["max_tries"], int(meta["tries_left"]))
+                ap: {int(fid, 16): PinRecord(_unb64(values[ap][fid]), meta["max_tries"], int(meta["tries_left"]),
+                                             int(meta.get("reset_count", 0)))  # absent in older files
                      for fid, meta in pins.items()}
                 for ap, pins in doc["pins"].items()
             }
