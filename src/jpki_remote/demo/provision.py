@@ -150,7 +150,7 @@ def provision(
     from jpki_remote.ca.authority import CertificateAuthority
     from jpki_remote.ca.keystore import open_keystore
     from jpki_remote.ca.setup import setup_authorities
-    from jpki_remote.procedures.ports import FileIssuerKeys
+    from jpki_remote.issuer_keys import issuer_keys_from_settings
 
     say = progress or (lambda _m: None)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -161,7 +161,7 @@ def provision(
         say("認証局 / certification authorities …")
         setup_authorities(db, keystore, settings)
         ca = CertificateAuthority(db, keystore, settings)
-        master = FileIssuerKeys(settings.data_dir / "issuer-keys").master_key(0)
+        master = issuer_keys_from_settings(settings).master_key(0)  # the server's issuer keys
         path = manifest_path(settings.data_dir)
         manifest = Manifest.load(path)
         env = DemoEnvironment(
