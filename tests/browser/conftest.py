@@ -180,11 +180,33 @@ class ConsoleErrors:
 
 
 # ---------------------------------------------------------------------------------------------------- end to end
+STATS_TEST = "test_e2e_stats.py"
+
+
 @pytest.fixture(scope="session")
-def e2e_world(tmp_path_factory: pytest.TempPathFactory, faces_dir: Path, chromium_path: Path) -> Iterator[Any]:
+def scripted_demo(tmp_path_factory: pytest.TempPathFactory, faces_dir: Path) -> Iterator[Any]:
+    """``jpki-remote demo --scripted`` on its own fresh data directory, running in the background."""
+    from e2e import ScriptedDemo
+
+    folder = tmp_path_factory.mktemp("demo")
+    demo = ScriptedDemo(folder / "data", folder / "report.json", faces_dir)
+    try:
+        yield demo
+    finally:
+        demo.stop()
+
+
+@pytest.fixture(scope="session")
+def e2e_world(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, faces_dir: Path, chromium_path: Path
+) -> Iterator[Any]:
     """One data directory for every end-to-end test: the CAs, the registry, virtual cards, the real server
-    (``jpki-remote serve``) on a free loopback port. Each test adds its own holders, terminals and agents."""
+    (``jpki-remote serve``) on a free loopback port. Each test adds its own holders, terminals and agents.
+    When the statistics test is selected too, the scripted demo it needs starts now, beside the other tests."""
     from e2e import E2EWorld
+
+    if any(Path(str(item.fspath)).name == STATS_TEST for item in request.session.items):
+        request.getfixturevalue("scripted_demo")
 
     world = E2EWorld(tmp_path_factory.mktemp("e2e") / "data", faces_dir)
     try:

@@ -613,3 +613,30 @@ def opensc_auth_login(stack_env: dict[str, str], workdir: Path, pin: str) -> sub
          "--output-file", str(workdir / "signature.bin")],
         env=env, cwd=workdir, capture_output=True, text=True, timeout=120,
     )
+
+
+class ScriptedDemo:
+    """``jpki-remote demo --scripted`` on a fresh data directory, started in the background (it takes minutes; the
+    other end-to-end tests run meanwhile) and waited for by the test that needs its data."""
+
+    def __init__(self, data_dir: Path, report: Path, faces_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.report = report
+        self.log_file = data_dir.parent / "demo-scripted.log"
+        self._log = self.log_file.open("w")
+        env = clean_env()
+        self.process = subprocess.Popen(
+            [*CLI, "demo", "--scripted", "--data-dir", str(data_dir), "--faces", str(faces_dir),
+             "--report", str(report)],
+            env=env, stdout=self._log, stderr=subprocess.STDOUT, text=True, cwd=REPO,
+        )
+
+    def wait(self, timeout: float = 900) -> tuple[int, str]:
+        code = self.process.wait(timeout)
+        self._log.close()
+        return code, self.log_file.read_text(errors="replace")
+
+    def stop(self) -> None:
+        _stop(self.process)
+        if not self._log.closed:
+            self._log.close()

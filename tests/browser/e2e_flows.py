@@ -19,6 +19,7 @@ from e2e import PINS, AgentProcess, E2EWorld, Holder, serial_of
 from e2e_pages import HolderScreen, agent_token, camera_steps, page_url_without_link
 
 VIEWPORTS = {"kiosk": {"width": 1280, "height": 800}, "app": {"width": 1024, "height": 768}}
+_WRITTEN: set[str] = set()  # screenshots written in this test session: the first real one of each step stays
 
 
 @dataclass
@@ -40,6 +41,8 @@ class Session:
     def open(self, camera: Path | None = None, state: Any = None, url: str | None = None) -> HolderScreen:
         self.browser = self.browser_factory(camera=camera)
         self.context = self.browser.new_context(viewport=VIEWPORTS[self.kind], storage_state=state, locale="ja-JP")
+        if self.shots and camera is not None:
+            self.context.clock.install()  # to show the inactivity warning without waiting 45 s (screenshots only)
         page = self.context.new_page()
         page.set_default_timeout(30_000)
         self.screen = HolderScreen(page)
@@ -47,8 +50,10 @@ class Session:
         return self.screen
 
     def shot(self, name: str) -> None:
-        if self.shots and self.screen is not None:
-            self.screen.shot(f"{self.shots}-{name}")
+        full = f"{self.shots}-{name}"
+        if self.shots and self.screen is not None and full not in _WRITTEN:
+            self.screen.shot(full)
+            _WRITTEN.add(full)
 
     def continue_with_camera(self, steps: list[str], person: str | None = None) -> HolderScreen:
         """Close this browser and continue the same session in a new one whose camera shows ``person`` (default:
@@ -105,6 +110,12 @@ def face_and_code(session: Session, steps: list[str], *, wrong_code_first: bool 
     code = world.security_code(holder.email, after=before)
     assert code not in sent_to
     session.shot("06-code")
+    if session.shots and f"{session.shots}-10-idle" not in _WRITTEN:
+        screen.page.clock.fast_forward(46_000)  # the holder stepped away: the kiosk warns before it wipes
+        screen.wait_for("() => !document.getElementById('idle-overlay').hidden", timeout_ms=10_000,
+                        what="the inactivity warning")
+        session.shot("10-idle")
+        screen.page.click("#idle-continue")
     seen: dict[str, Any] = {"sent_to": sent_to}
     if wrong_code_first:
         wrong = str((int(code) + 1) % 10 ** len(code)).zfill(len(code))

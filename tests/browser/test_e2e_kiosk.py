@@ -70,7 +70,8 @@ def test_auth_pin_reset_at_the_kiosk_with_the_signature_password(
     new_pin = "8642"
     old = world.card_certificates(holder.card_id, PINS["sign_password"])
     agent = world.start_agent(world.register_terminal("kiosk"), card_id=holder.card_id)
-    session = Session(world, holder, agent, "kiosk", browser_factory, y4m_cache)
+    session = Session(world, holder, agent, "kiosk", browser_factory, y4m_cache,
+                      shots="kiosk" if screenshots_wanted() else None)
     try:
         seen = holder_procedure(session, kind="pin_reset", target="auth_pin", known="sign_password", new_pin=new_pin)
         assert "暗証番号の初期化・再設定" in seen["receipt"]["kind"]
@@ -107,7 +108,8 @@ def test_another_persons_face_is_refused_and_nothing_changes(
     holder = world.add_holder("kit_harington")
     old = world.card_certificates(holder.card_id, PINS["sign_password"])
     agent = world.start_agent(world.register_terminal("kiosk"), card_id=holder.card_id)
-    session = Session(world, holder, agent, "kiosk", browser_factory, y4m_cache)
+    session = Session(world, holder, agent, "kiosk", browser_factory, y4m_cache,
+                      shots="kiosk" if screenshots_wanted() else None)
     try:
         screen = session.open()
         screen.choose_renewal()
@@ -117,6 +119,7 @@ def test_another_persons_face_is_refused_and_nothing_changes(
         assert result["screen"] == "face", result  # still on the face screen: may try again
         assert "顔がうまく確認できませんでした" in result["error"] and "Face not verified" in result["error"], result
         assert re.search(r"あと 9 回", result["attempts"]), result  # the card's daily face limit counted it
+        session.shot("09-refused")
         proc = world.procedures_of(holder.card_id)[-1]
         assert proc[3:5] == ("active", "proofs"), proc
         screen.page.click("[data-screen=face] [data-action=cancel]")

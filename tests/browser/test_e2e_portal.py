@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from e2e import PINS, E2EWorld, serial_of
 from e2e_flows import Session, check_renewed, holder_procedure
+from e2e_pages import screenshots_wanted
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -23,6 +24,11 @@ def test_renewal_online_after_a_wrong_security_code(
     old = world.card_certificates(holder.card_id, PINS["sign_password"])
     agent = world.start_agent(world.register_terminal("app"), card_id=holder.card_id)
     session = Session(world, holder, agent, "app", browser_factory, y4m_cache)
+    if screenshots_wanted():  # the portal's menu at phone width, on this real session's page
+        phone = session.open(url=agent.base_url + "/")  # the agent's launcher: a fresh page link
+        phone.page.set_viewport_size({"width": 390, "height": 844})
+        phone.shot("portal-phone-menu")
+        session.close()
     try:
         seen = holder_procedure(session, kind="renewal", wrong_code_first=True)
     except BaseException:
