@@ -152,7 +152,9 @@ def create_app(
                 ports or default_ports(database, settings),
                 idle_timeout=timedelta(minutes=settings.procedure_idle_minutes),
             )
-        return state["engine"]
+        from jpki_remote.web.view_fields import with_view_fields
+
+        return with_view_fields(state["engine"])  # views carry completed_at and code_tries_left
 
     app = FastAPI(
         title="jpki-remote",
