@@ -15,9 +15,23 @@ Rules (公的個人認証法施行規則, 番号法施行規則 §26; J-LIS page
   non-leap years (the expiry date is the last day of February, as 民法 §143(2) ends a period whose corresponding
   day is missing on the last day of that month).
 * **Age** (for adult/minor at issuance, and the 15-year limit of the signature certificate) follows
-  年齢計算ニ関スル法律: one's age increases at the end of the day before the birthday, i.e. from 00:00 on the
-  birthday; for a 29 February birthday in a non-leap year from 00:00 on 1 March (the period ends at the end of
-  28 February).
+  年齢計算ニ関スル法律 and 民法 §143: one's age increases at the end of the day before the birthday, i.e. from 00:00 on
+  the birthday; for a 29 February birthday in a non-leap year from 00:00 on **1 March**. This is the one age rule of
+  the project (registry, procedures, analytics and the CA all call :func:`age_on`). The reasoning:
+
+  - 年齢計算ニ関スル法律 (1) counts age from the day of birth (the first day is included, 民法 §140 does not apply)
+    and (2) applies 民法 §143 to it: an age is a period reckoned in years by the calendar.
+  - 民法 §143(2): a period not starting at the beginning of a year ends at the end of the day *before* the day in the
+    last year that corresponds to the starting day (応当日の前日に満了). For a birth on 10 June that is the end of
+    9 June, so one is a year older from 00:00 on 10 June.
+  - 民法 §143(2) ただし書: when the last month has no corresponding day (29 February in a common year), the period
+    ends at the end of *that month's last day* — 28 February itself, not the day before it. So a person born on
+    29 February becomes a year older at 24:00 on 28 February, i.e. from 00:00 on 1 March; on 28 February they are
+    still the younger age. Counting them older on 28 February (as the CA once did) would let a signature
+    certificate be issued one day before the holder is 15, and would count an 18-year-old one day early as an adult
+    for the card's 10-year validity.
+  - The *expiry* birthday is a different question (the last day of a validity period, see **Leap day** above): the
+    period "until the birthday" ends on 28 February, the last day of that February.
 * **Renewal window**: renewal is possible from ``renewal_window_months`` (3) months before the certificate expiry
   (same day of the month, or the month's last day when that month is shorter), and after expiry as long as the card
   itself is valid.
@@ -100,6 +114,16 @@ def age_on(birth: date, day: date) -> int:
     else:
         anniversary = date(day.year, birth.month, birth.day)
     return day.year - birth.year - (1 if day < anniversary else 0)
+
+
+def age_reached_on(birth: date, age: int) -> date:
+    """The first day on which the holder is ``age`` years old (29 Feb births in a common year: 1 March)."""
+    if age < 0:
+        raise ValueError("age must not be negative")
+    year = birth.year + age
+    if birth.month == 2 and birth.day == 29 and not calendar.isleap(year):
+        return date(year, 3, 1)
+    return date(year, birth.month, birth.day)
 
 
 def is_adult_at_issuance(birth: date, issued: date, policy: ValidityPolicy = DEFAULT_POLICY) -> bool:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+import calendar
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from jpki_remote import validity as shared_validity
 from jpki_remote.ca.errors import UnderAgeError, ValidityError
 from jpki_remote.ca.models import AuthorityKind
 from jpki_remote.ca.validity import (
@@ -69,13 +71,43 @@ def test_leap_day_birthday_is_feb_28_in_common_years() -> None:
     assert validity.not_after.astimezone(JST).date() == date(2032, 2, 29)
 
 
-def test_leap_day_age() -> None:
+def test_leap_day_age_is_the_shared_rule() -> None:
+    # 民法 §143(2) ただし書: the 15th year ends at the end of 28 February 2027; 15 from 00:00 on 1 March.
     born = date(2012, 2, 29)
-    assert age_on(born, date(2027, 2, 27)) == 14
-    assert age_on(born, date(2027, 2, 28)) == 15  # the Feb 28 rule
+    assert age_on is shared_validity.age_on
+    assert age_on(born, date(2027, 2, 28)) == 14
+    assert age_on(born, date(2027, 3, 1)) == 15
+    with pytest.raises(UnderAgeError, match="possible from 2027-03-01"):
+        certificate_validity(SIG, born, at_jst(2027, 2, 28), FAR)
+    # 23:59 JST on 28 February: still that day in Japan, still refused.
     with pytest.raises(UnderAgeError):
-        certificate_validity(SIG, born, at_jst(2027, 2, 27), FAR)
-    assert certificate_validity(SIG, born, at_jst(2027, 2, 28), FAR)
+        certificate_validity(SIG, born, datetime(2027, 2, 28, 14, 59, tzinfo=UTC), FAR)
+    # 15:00 UTC on 28 February is 00:00 JST on 1 March: allowed.
+    assert certificate_validity(SIG, born, datetime(2027, 2, 28, 15, 0, tzinfo=UTC), FAR)
+    assert certificate_validity(AUTH, born, at_jst(2027, 2, 28), FAR)
+
+
+def test_leap_day_birth_in_a_leap_fifteenth_year() -> None:
+    born = date(2008, 2, 29)  # 15 on 2023-03-01 (common year); a leap birth year + 16 = 2024 is leap
+    with pytest.raises(UnderAgeError, match="2023-03-01"):
+        certificate_validity(SIG, born, at_jst(2023, 2, 28), FAR)
+    assert certificate_validity(SIG, born, at_jst(2023, 3, 1), FAR)
+
+
+def test_leap_day_certificate_expiry_against_the_card() -> None:
+    # Card issued on 2026-02-28 to a holder born 2008-02-29: 17 that day (18 from 1 March) → minor card,
+    # 5th birthday after = 2031-02-28; the certificate ends the same day, not capped (equal dates).
+    born = date(2008, 2, 29)
+    card = shared_validity.card_expiry(born, date(2026, 2, 28))
+    assert card == date(2031, 2, 28)
+    validity = certificate_validity(AUTH, born, at_jst(2026, 2, 28), card)
+    assert validity.not_after == end_of_day_utc(date(2031, 2, 28))
+    assert not validity.capped_by_card
+    # A day later he is an adult: a 10-year card, and the certificate still ends on the 5th birthday.
+    card = shared_validity.card_expiry(born, date(2026, 3, 1))
+    assert card == date(2036, 2, 29)
+    validity = certificate_validity(SIG, born, at_jst(2026, 3, 1), card)
+    assert validity.not_after.astimezone(JST).date() == date(2031, 2, 28)
 
 
 def test_card_expiry_caps_validity() -> None:
@@ -123,4 +155,14 @@ def test_fifth_birthday_properties(born: date, issued: date) -> None:
     # exactly five birthdays fall in (issued, fifth]
     years = [y for y in range(issued.year, fifth.year + 1) if issued < birthday_in(born, y) <= fifth]
     assert len(years) == 5
-    assert age_on(born, fifth) == age_on(born, issued) + 5
+    # Five years older the day after expiry. A 29 Feb birth ages on 1 March in common years, the day after its
+    # expiry birthday: issued on such a 28 February, the holder is still a year younger that day.
+    leap_edge = (born.month, born.day) == (2, 29) and (issued.month, issued.day) == (2, 28)
+    leap_edge = leap_edge and not calendar.isleap(issued.year)
+    assert age_on(born, fifth + timedelta(days=1)) == age_on(born, issued) + (6 if leap_edge else 5)
+
+
+def test_fifth_birthday_age_at_the_leap_edges() -> None:
+    born = date(2000, 2, 29)
+    for issued in (date(2027, 2, 28), date(2028, 2, 28), date(2028, 2, 29), date(2027, 3, 1)):
+        test_fifth_birthday_properties.hypothesis.inner_test(born, issued)
