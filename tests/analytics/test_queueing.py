@@ -8,7 +8,7 @@ from fractions import Fraction
 
 import pytest
 
-from jpki_remote.analytics.queueing import Overloaded, erlang_b, erlang_c, mmc, servers_needed
+from jpki_remote.analytics.queueing import Overloaded, erlang_b, erlang_c, mean_wait_or_inf, mmc, servers_needed
 from jpki_remote.analytics.simulation import simulate_days, simulate_steady_state
 
 
@@ -134,3 +134,13 @@ def test_bad_simulation_input_is_rejected() -> None:
         simulate_days([1.0], 30.0, 1, 525.0, seed=1, close_policy="nap")  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         simulate_steady_state(1.0, 1.0, 1, customers=0, seed=1)
+
+
+def test_utilisation_just_below_one_lost_to_rounding_is_overloaded_not_a_crash() -> None:
+    """ρ < 1 by the ratio but cμ − λ rounds to 0 (found by fuzzing /api/analytics/load, finding S-7)."""
+    arrival, service, servers = 0.26063988832390655, 0.0021902511623857696, 119
+    assert arrival / service / servers < 1.0 and servers * service - arrival == 0.0
+    with pytest.raises(Overloaded):
+        mmc(arrival, service, servers)
+    assert mean_wait_or_inf(arrival, service, servers) == math.inf
+    assert 0.0 <= erlang_c(servers, arrival / service) <= 1.0

@@ -61,6 +61,20 @@ class SecWeb:
         self.terminals.append(server)
         return server
 
+    def staff_login(self, server: ServerClient, staff_id: str = "sec-staff") -> dict[str, str]:
+        """Sign a member of staff in on the counter terminal's client (cookie session; the account is created if
+        new); returns the terminal's bearer header with the CSRF header every counter POST needs."""
+        from jpki_remote.terminal.models import StaffAccount
+        from jpki_remote.terminal.staff import add_staff
+
+        password = "correct horse battery staple"  # test account
+        with self.world.db.session() as s:
+            if s.get(StaffAccount, staff_id) is None:
+                add_staff(s, staff_id, password, municipality_code=MUNICIPALITY)
+        response = server.http.post(f"{API}/login/staff", json={"staff_id": staff_id, "password": password})
+        assert response.status_code == 200, response.text
+        return {**self.auth(server), "X-CSRF-Token": response.json()["csrf_token"]}
+
     @staticmethod
     def auth(server: ServerClient) -> dict[str, str]:
         return {"Authorization": f"Bearer {server._token}"}

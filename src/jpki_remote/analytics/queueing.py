@@ -65,7 +65,8 @@ def erlang_c(servers: int, offered_load: float) -> float:
     if offered_load >= servers:
         return 1.0
     b = erlang_b(servers, offered_load)
-    return servers * b / (servers - offered_load * (1.0 - b))
+    denominator = servers - offered_load * (1.0 - b)
+    return servers * b / denominator if denominator > 0 else 1.0  # a within rounding of c: no steady state
 
 
 def mmc(arrival_rate: float, service_rate: float, servers: int) -> QueueMetrics:
@@ -76,7 +77,7 @@ def mmc(arrival_rate: float, service_rate: float, servers: int) -> QueueMetrics:
         raise ValueError("at least one server is needed")
     offered = arrival_rate / service_rate
     rho = offered / servers
-    if rho >= 1.0:
+    if rho >= 1.0 or servers * service_rate - arrival_rate <= 0:  # the second: ρ < 1 lost to rounding
         raise Overloaded(f"utilisation {rho:.2f} ≥ 1 with {servers} server(s): the queue grows without bound")
     c_prob = erlang_c(servers, offered)
     wq = c_prob / (servers * service_rate - arrival_rate) if arrival_rate > 0 else 0.0

@@ -38,7 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Header, Request
+from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
+from fastapi import Path as Path_
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -57,6 +58,7 @@ from jpki_remote.web.errors import ApiError, error_body, install_error_handlers
 log = logging.getLogger(__name__)
 PAGES = Path(__file__).with_name("pages")
 API = "/api/v1"
+AUDIT_BOUND = 2**62  # audit sequence numbers and page sizes: beyond this a 422, not a database overflow
 
 
 @dataclass(frozen=True)
@@ -120,6 +122,15 @@ def admin_token(settings: Settings) -> str:
 def _b64(value: str) -> bytes:
     try:
         return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    except (binascii.Error, ValueError):
+        raise ApiError(422) from None
+
+
+def _image_b64(value: str) -> bytes:
+    """An image sent as standard base64 (optionally a ``data:`` URL): anything else — non-ASCII, bad padding,
+    stray characters — is a 422, never a crash."""
+    try:
+        return base64.b64decode(value.split(",", 1)[-1], validate=True)
     except (binascii.Error, ValueError):
         raise ApiError(422) from None
 
@@ -305,7 +316,7 @@ def create_app(
     def face(
         procedure_id: str, body: schemas.FaceRequest, who: Annotated[Caller, Depends(caller)], request: Request
     ) -> dict:
-        frames = [base64.b64decode(f.split(",", 1)[-1], validate=False) for f in body.frames]
+        frames = [_image_b64(f) for f in body.frames]
         if any(len(f) > settings.max_request_bytes for f in frames):
             raise ApiError(413)
         try:
@@ -350,7 +361,7 @@ def create_app(
     @api.post("/counter/issuance", status_code=201, tags=["counter"])
     def issuance(body: schemas.IssuanceRequest, who: Annotated[Caller, Depends(counter)]) -> dict:
         """交付: the delivered card, the ID documents checked, the photo (only its encoding is kept), contacts."""
-        photo = base64.b64decode(body.photo.split(",", 1)[-1]) if body.photo else None
+        photo = _image_b64(body.photo) if body.photo else None
         try:
             return get_engine().start_issuance(
                 resident_id=body.resident_id,
@@ -453,7 +464,12 @@ def create_app(
         return get_engine().policy.as_dict()
 
     @api.get("/admin/audit", tags=["admin"], dependencies=[Depends(admin)])
-    def audit(after: int = 0, limit: int = 50, procedure_id: str | None = None, newest_first: bool = True) -> dict:
+    def audit(
+        after: Annotated[int, Query(ge=-AUDIT_BOUND, le=AUDIT_BOUND)] = 0,
+        limit: Annotated[int, Query(ge=-AUDIT_BOUND, le=AUDIT_BOUND)] = 50,
+        procedure_id: str | None = None,
+        newest_first: bool = True,
+    ) -> dict:
         from jpki_remote.audit.log import AuditLog
 
         log_ = AuditLog(database)
@@ -469,7 +485,7 @@ def create_app(
         return {"size": log_.size(), "events": [_event_dict(e) for e in events], "signed_head": head}
 
     @api.get("/admin/audit/{seq}/proof", tags=["admin"], dependencies=[Depends(admin)])
-    def audit_proof(seq: int) -> dict:
+    def audit_proof(seq: Annotated[int, Path_(ge=0, le=AUDIT_BOUND)]) -> dict:
         """Inclusion proof of event ``seq`` (0-based) with ``leaf_data`` and the head's signing public key."""
         from jpki_remote.web.audit_view import NoSuchEvent, inclusion_proof_view
 
