@@ -248,7 +248,7 @@ def _page_agent(args: argparse.Namespace, terminal_id: str, key: object, cards_d
         server_url=args.server, terminal_id=terminal_id, key=key, reader=reader, listen=args.listen, origins=origins
     )
     try:
-        url = agent.page_url(agent.service.client.browser_link())
+        url = agent.page_url(agent.service.browser_link())
         print(f"terminal {terminal_id} ({agent.service.identity.kind}), reader: {reader.name}")
         print(f"agent API: {agent.base_url} (a fresh page link any time: {agent.launcher_url})")
         print(f"page: {url}", flush=True)

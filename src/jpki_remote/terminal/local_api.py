@@ -235,7 +235,7 @@ def create_local_app(
                 time.sleep(wait)
             launcher["last"] = time.monotonic()
         try:
-            code = service.client.browser_link()
+            code = service.browser_link()
         except Exception as exc:  # any server failure is the same "not reachable" for the page
             log.warning("browser link not available: %s", type(exc).__name__)
             return error("server_unavailable")

@@ -114,6 +114,11 @@ class AgentService:
         self.cancel()
         self.reader.close()
 
+    def browser_link(self) -> str:
+        """A fresh one-time code for the page's browser session (the client is shared with the relay thread)."""
+        with self._server_lock:
+            return self.client.browser_link()
+
     def wait(self, timeout: float | None = None) -> str:
         """Block until the relay thread ends (tests); returns the relay state."""
         thread = self._thread
