@@ -1,8 +1,9 @@
 """The key-store interface every CA component signs through.
 
 Keys never leave the store: callers get a :class:`CaKey` handle that exposes the public key and signs bytes
-(``sha256WithRSAEncryption``, PKCS#1 v1.5). Certificates, CRLs and OCSP responses are therefore built as TBS
-DER, signed through the handle, and assembled with :func:`jpki_remote.ca.der.signed_structure`.
+(``sha256WithRSAEncryption``, PKCS#1 v1.5; or raw PKCS#1 v1.5 over a caller-built DigestInfo).
+Certificates, CRLs and OCSP responses are therefore built as TBS DER, signed through the handle, and assembled with
+:func:`jpki_remote.ca.der.signed_structure`.
 """
 
 from __future__ import annotations
@@ -27,6 +28,12 @@ class CaKey(Protocol):
 
     def sign_sha256_rsa(self, data: bytes) -> bytes:
         """RSASSA-PKCS1-v1_5 signature with SHA-256 over ``data`` (the DER of a TBS structure)."""
+        ...
+
+    def sign_pkcs1_v15_raw(self, payload: bytes) -> bytes:
+        """RSASSA-PKCS1-v1_5 over ``payload`` exactly as given — EMSA type-1 padding, no hashing, no DigestInfo
+        added (the caller passes the DigestInfo; the card-face signature format). At most key size − 11 bytes;
+        a longer or empty payload raises :class:`KeyStoreError`."""
         ...
 
 

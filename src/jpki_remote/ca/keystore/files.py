@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from jpki_remote.ca.keystore.base import CaKey, KeyNotFoundError, KeyStoreError
+from jpki_remote.ca.keystore.raw import sign_raw
 
 LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 PASSPHRASE_FILE = ".passphrase"  # noqa: S105 - a file name, not a secret
@@ -44,6 +45,9 @@ class FileCaKey:
 
     def sign_sha256_rsa(self, data: bytes) -> bytes:
         return self._private_key.sign(data, padding.PKCS1v15(), hashes.SHA256())
+
+    def sign_pkcs1_v15_raw(self, payload: bytes) -> bytes:
+        return sign_raw(self._private_key, payload)
 
     def __repr__(self) -> str:
         return f"<FileCaKey {self.label}>"

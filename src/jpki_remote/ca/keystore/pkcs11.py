@@ -32,6 +32,7 @@ from pkcs11 import exceptions as p11
 
 from jpki_remote.ca.keystore.base import CaKey, KeyNotFoundError, KeyStoreError
 from jpki_remote.ca.keystore.files import check_label
+from jpki_remote.ca.keystore.raw import check_payload
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -80,6 +81,16 @@ class Pkcs11CaKey:
         def sign(session: Any) -> bytes:
             key = self._store._private_key(session, self.label)
             return bytes(key.sign(data, mechanism=Mechanism.SHA256_RSA_PKCS))
+
+        return self._store._call(sign)
+
+    def sign_pkcs1_v15_raw(self, payload: bytes) -> bytes:
+        """``CKM_RSA_PKCS`` over ``payload`` inside the HSM (the token adds type-1 padding, no hashing)."""
+        payload = check_payload(payload, self._public_key.key_size)
+
+        def sign(session: Any) -> bytes:
+            key = self._store._private_key(session, self.label)
+            return bytes(key.sign(payload, mechanism=Mechanism.RSA_PKCS))
 
         return self._store._call(sign)
 
