@@ -119,8 +119,6 @@ def test_security_codes_are_stored_only_as_keyed_hashes(tmp_path: Path) -> None:
     ],
     ids=["digit-suffix-key", "japanese-key", "sign-password-value", "code-in-text", "hex-jpeg", "pin-hash"],
 )
-@pytest.mark.xfail(strict=True, reason="finding S-13: the audit detail validator misses secrets in common disguises "
-                   "(audit/detail.py _check_key/_check_string)")
 def test_audit_detail_validator_catches_disguised_secrets(detail: dict) -> None:
     from jpki_remote.audit.detail import DetailRejected, validate_detail
 

@@ -13,7 +13,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from jpki_remote.audit.detail import DetailRejected, canonical_json, check_identifier, validate_detail
+from jpki_remote.audit.detail import (
+    AllowListViolation,
+    AuditSchemaError,
+    DetailRejected,
+    canonical_json,
+    check_identifier,
+    strict_mode,
+    validate_detail,
+)
 
 OUTCOMES = ("success", "failure", "refused", "error", "info")
 
@@ -24,7 +32,8 @@ class AuditEvent:
 
     ``actor`` — who acted: ``holder:<card ref>``, ``staff:<id>``, ``system``, ``terminal:<id>``;
     ``event_type`` — dotted name, e.g. ``renewal.face_match``; ``outcome`` — one of :data:`OUTCOMES`;
-    ``detail`` — small JSON object, checked by :func:`jpki_remote.audit.detail.validate_detail`.
+    ``detail`` — small JSON object, checked by :func:`jpki_remote.audit.detail.validate_detail` against the
+    allow-list of ``event_type`` (:mod:`jpki_remote.audit.allowlist`) and the deny checks.
     """
 
     actor: str
@@ -35,14 +44,20 @@ class AuditEvent:
     detail: Mapping[str, Any] = field(default_factory=dict)
 
     def validated_detail(self) -> str:
-        """Check every field; return the canonical detail text. Raises ``DetailRejected``."""
+        """Check every field; return the canonical detail text. Raises ``DetailRejected`` — or, in strict mode (tests),
+        :class:`AuditSchemaError` for an allow-list violation, so a new key cannot slip by as a "refused" record."""
         check_identifier(self.actor, "actor")
         check_identifier(self.event_type, "event type")
         check_identifier(self.terminal_id, "terminal id", required=False)
         check_identifier(self.procedure_id, "procedure id", required=False)
         if self.outcome not in OUTCOMES:
             raise DetailRejected(f"outcome must be one of {', '.join(OUTCOMES)} (got {self.outcome!r})")
-        return validate_detail(self.detail)
+        try:
+            return validate_detail(self.detail, self.event_type)
+        except AllowListViolation as exc:
+            if strict_mode():
+                raise AuditSchemaError(f"{exc} (add it to jpki_remote/audit/allowlist.py)") from exc
+            raise
 
 
 @dataclass(frozen=True)
