@@ -49,8 +49,12 @@ def test_setup_issue_revoke_show(env: Path, capsys: pytest.CaptureFixture[str]) 
     assert main(["ca", "setup", "--export", str(env / "export")]) == 0
     out = capsys.readouterr().out
     assert "signature CA (created)" in out and "authentication CA (created)" in out
+    assert "card-surface key card-surface (created)" in out
+    fingerprint = re.search(r"card-surface \(created\)\n  sha256\s+(\S+)", out).group(1)  # type: ignore[union-attr]
     assert main(["ca", "setup"]) == 0
-    assert "signature CA (exists)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "signature CA (exists)" in out and "card-surface key card-surface (exists)" in out
+    assert fingerprint in out
 
     _, csr, _ = _openssl_key(env, "auth")
     auth_pem = env / "auth.pem"
@@ -86,6 +90,7 @@ def test_setup_issue_revoke_show(env: Path, capsys: pytest.CaptureFixture[str]) 
     assert main(["ca", "show"]) == 0
     shown = capsys.readouterr().out
     assert "authentication CA" in shown and "revoked 1" in shown and "issued 1" in shown
+    assert "card-surface key card-surface: RSA-2048" in shown and fingerprint in shown
 
 
 def test_errors_are_one_clear_line(env: Path, capsys: pytest.CaptureFixture[str]) -> None:

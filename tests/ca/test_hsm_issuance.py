@@ -7,7 +7,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from jpki_remote.ca.authority import CertificateAuthority
@@ -52,6 +52,19 @@ def test_issue_with_hsm_keys_across_a_library_restart(
         leaf.write_bytes(second.signature.pem)  # type: ignore[union-attr]
         result = subprocess.run(["openssl", "verify", "-CAfile", sig_ca, leaf], capture_output=True, text=True)
         assert result.returncode == 0, result.stdout + result.stderr
-        assert sorted(store.labels()) == ["ca-authentication", "ca-signature", "ocsp-authentication", "ocsp-signature"]
+        assert sorted(store.labels()) == [
+            "ca-authentication",
+            "ca-signature",
+            "card-surface",
+            "ocsp-authentication",
+            "ocsp-signature",
+        ]
+        # the card-surface key made by setup signs raw DigestInfos inside the token
+        surface = store.get("card-surface")
+        digest_info = bytes.fromhex("3031300d060960864801650304020105000420") + bytes(32)
+        recovered = surface.public_key().recover_data_from_signature(
+            surface.sign_pkcs1_v15_raw(digest_info), padding.PKCS1v15(), None
+        )
+        assert recovered == digest_info
     finally:
         store.close()

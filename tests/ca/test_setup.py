@@ -11,7 +11,12 @@ from sqlalchemy import select
 from jpki_remote.ca.keystore import KeyStoreError
 from jpki_remote.ca.keystore.files import FileKeyStore
 from jpki_remote.ca.models import Authority, AuthorityKind
-from jpki_remote.ca.setup import load_authority, setup_authorities
+from jpki_remote.ca.setup import (
+    CARD_SURFACE_KEY_LABEL,
+    ensure_card_surface_key,
+    load_authority,
+    setup_authorities,
+)
 from jpki_remote.config import Settings
 from jpki_remote.store import Database
 
@@ -28,7 +33,14 @@ def test_setup_creates_both_and_is_idempotent(database: Database, tmp_path: Path
         (AuthorityKind.SIGNATURE, True),
         (AuthorityKind.AUTHENTICATION, True),
     ]
-    assert store.labels() == ["ca-authentication", "ca-signature", "ocsp-authentication", "ocsp-signature"]
+    assert store.labels() == [
+        "ca-authentication",
+        "ca-signature",
+        "card-surface",
+        "ocsp-authentication",
+        "ocsp-signature",
+    ]
+    surface = store.get(CARD_SURFACE_KEY_LABEL).public_key().public_numbers()
     key_files = {p.name: p.read_bytes() for p in (tmp_path / "keys").glob("*.pem")}
     before = _authorities(database)
 
@@ -40,6 +52,19 @@ def test_setup_creates_both_and_is_idempotent(database: Database, tmp_path: Path
         k: a.ocsp_certificate_der for k, a in before.items()
     }
     assert {p.name: p.read_bytes() for p in (tmp_path / "keys").glob("*.pem")} == key_files
+    assert FileKeyStore(tmp_path / "keys", "p").get(CARD_SURFACE_KEY_LABEL).public_key().public_numbers() == surface
+
+
+def test_card_surface_key_is_the_one_procedures_use(tmp_path: Path) -> None:
+    from jpki_remote.procedures.surface import SURFACE_KEY_LABEL, surface_key
+
+    assert SURFACE_KEY_LABEL == CARD_SURFACE_KEY_LABEL
+    store = FileKeyStore(tmp_path / "keys", "p")
+    key, created = ensure_card_surface_key(store)
+    assert created
+    again, created_again = ensure_card_surface_key(FileKeyStore(tmp_path / "keys", "p"))
+    assert not created_again and again.public_key().public_numbers() == key.public_key().public_numbers()
+    assert surface_key(store).public_key().public_numbers() == key.public_key().public_numbers()
 
 
 def test_new_database_over_existing_keys_reuses_them(tmp_path: Path, settings: Settings) -> None:

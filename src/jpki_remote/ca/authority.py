@@ -101,6 +101,7 @@ class CertificateStatus:
     issued_at: datetime | None
     revoked_at: datetime | None
     reason: int | None  # RFC 5280 CRLReason code while REVOKED
+    invalidity_date: datetime | None = None  # RFC 5280 §5.3.2: when the key is known or suspected to be compromised
 
     @property
     def reason_name(self) -> str | None:
@@ -124,7 +125,22 @@ class CertificateStatus:
             issued_at=_aware(row.issued_at),
             revoked_at=_aware(row.revoked_at),
             reason=row.revocation_reason,
+            invalidity_date=_aware(row.invalidity_date),
         )
+
+
+def _invalidity(invalidity_date: datetime | None, revoked_at: datetime) -> datetime | None:
+    """The invalidity date to record (UTC, whole seconds), checked: timezone-aware and not after the revocation."""
+    if invalidity_date is None:
+        return None
+    if invalidity_date.tzinfo is None:
+        raise RevocationError("the invalidity date must have a UTC offset")
+    invalid = invalidity_date.astimezone(UTC).replace(microsecond=0)
+    if invalid > revoked_at:
+        raise RevocationError(
+            f"the invalidity date {invalid.isoformat()} is after the revocation time {revoked_at.isoformat()}"
+        )
+    return invalid
 
 
 @dataclass(frozen=True)
@@ -474,12 +490,17 @@ class CertificateAuthority:
         serial: int,
         reason: x509.ReasonFlags | str | int,
         at: datetime | None = None,
+        invalidity_date: datetime | None = None,
     ) -> CertificateStatus:
         """Revoke one certificate. Repeating the same revocation is a no-op; a hold may become permanent; a
-        revoked certificate may be escalated to keyCompromise. affiliationChanged is for signature certificates."""
+        revoked certificate may be escalated to keyCompromise. affiliationChanged is for signature certificates.
+
+        ``invalidity_date`` (aware, not after the revocation time) is recorded with the change and published as the
+        CRL entry's invalidityDate; it cannot be changed by repeating a revocation (only with the change itself)."""
         kind = AuthorityKind(kind)
         code = self._check_reason(kind, reason)
         at = (at or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
+        invalid = _invalidity(invalidity_date, at)
         with self.db.session() as session:
             row = session.execute(
                 select(Certificate)
@@ -488,7 +509,7 @@ class CertificateAuthority:
             ).scalar_one_or_none()
             if row is None:
                 raise UnknownCertificateError(f"no {kind.value} certificate with serial {serial_hex(serial)}")
-            changed = self._apply_revocation(row, code, at)
+            changed = self._apply_revocation(row, code, at, invalid)
             status = CertificateStatus.of(row)
         if changed:
             hooks.notify([self._change(status)])
@@ -502,6 +523,7 @@ class CertificateAuthority:
         kinds: Iterable[AuthorityKind | str] | None = None,
         keep_serials: Collection[int] = (),
         at: datetime | None = None,
+        invalidity_date: datetime | None = None,
     ) -> list[CertificateStatus]:
         """Revoke every valid (or held) certificate of ``holder_ref`` in ``kinds`` except ``keep_serials``.
 
@@ -516,6 +538,7 @@ class CertificateAuthority:
             self._check_reason(kind, code)
         keep = {serial_hex(s) for s in keep_serials}
         at = (at or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
+        invalid = _invalidity(invalidity_date, at)
         changed = []
         with self.db.session() as session:
             rows = session.execute(
@@ -533,7 +556,7 @@ class CertificateAuthority:
                     continue
                 if row.state is CertificateState.REVOKED and row.revocation_reason != reasons.CERTIFICATE_HOLD:
                     continue  # already permanently revoked: leave its reason alone
-                if self._apply_revocation(row, code, at):
+                if self._apply_revocation(row, code, at, invalid):
                     changed.append(CertificateStatus.of(row))
         hooks.notify([self._change(status) for status in changed])
         return changed
@@ -552,6 +575,7 @@ class CertificateAuthority:
             if row.state is not CertificateState.REVOKED or row.revocation_reason != reasons.CERTIFICATE_HOLD:
                 raise RevocationError(f"{kind.value} certificate {serial_hex(serial)} is not on hold")
             row.state, row.revoked_at, row.revocation_reason = CertificateState.ISSUED, None, None
+            row.invalidity_date = None
             status = CertificateStatus.of(row)
         hooks.notify([self._change(status)])
         return status
@@ -573,22 +597,30 @@ class CertificateAuthority:
         return code
 
     @staticmethod
-    def _apply_revocation(row: Certificate, code: int, at: datetime) -> bool:
+    def _apply_revocation(row: Certificate, code: int, at: datetime, invalidity_date: datetime | None = None) -> bool:
         """Change ``row``; False when it already says exactly this."""
         state = CertificateState(row.state)
         if state in (CertificateState.RESERVED, CertificateState.LINT_FAILED):
             raise RevocationError(f"certificate {row.serial_hex} was never issued ({state.value})")
         if state is CertificateState.ISSUED:
             row.state, row.revoked_at, row.revocation_reason = CertificateState.REVOKED, at, code
+            row.invalidity_date = invalidity_date
             return True
         current = row.revocation_reason
         if current == code:
+            recorded = _aware(row.invalidity_date)
+            if invalidity_date is not None and invalidity_date != recorded:
+                raise RevocationError(
+                    f"certificate {row.serial_hex} is already revoked ({reasons.reason_name(code)}) with invalidity "
+                    f"date {recorded.isoformat() if recorded else 'none'}; it cannot be changed by a repeat"
+                )
             return False
-        if current == reasons.CERTIFICATE_HOLD:  # the hold becomes permanent; the revocation date stays
+        if current == reasons.CERTIFICATE_HOLD or code == reasons.KEY_COMPROMISE:
+            # the hold becomes permanent, or the reason is escalated to keyCompromise (RFC 5280 permits that);
+            # the revocation date stays, an invalidity date given now is recorded
             row.revocation_reason = code
-            return True
-        if code == reasons.KEY_COMPROMISE:  # RFC 5280 permits updating the reason to keyCompromise
-            row.revocation_reason = code
+            if invalidity_date is not None:
+                row.invalidity_date = invalidity_date
             return True
         raise RevocationError(
             f"certificate {row.serial_hex} is already revoked ({reasons.reason_name(current)}); "

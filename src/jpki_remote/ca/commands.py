@@ -64,6 +64,11 @@ def register(subparsers: argparse._SubParsersAction, bench: argparse._SubParsers
         "cessationOfOperation, certificateHold",
     )
     revoke.add_argument("--at", help="revocation time, ISO 8601 with offset (default: now)")
+    revoke.add_argument(
+        "--invalidity-date",
+        help="when the key is known or suspected to have been compromised (CRL entry invalidityDate), "
+        "ISO 8601 with offset, not after the revocation time",
+    )
     revoke.set_defaults(handler=_guarded(_revoke))
 
     release = ca_sub.add_parser("release-hold", help="end a certificateHold suspension (removeFromCRL)")
@@ -157,12 +162,19 @@ def _setup(args: argparse.Namespace) -> int:
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.serialization import Encoding
 
-    from jpki_remote.ca.setup import setup_authorities
+    from jpki_remote.ca.setup import (
+        CARD_SURFACE_KEY_LABEL,
+        ensure_card_surface_key,
+        public_key_fingerprint,
+        setup_authorities,
+    )
 
     settings, db, keystore = _context(need_schema=False)
     db.create_schema()
     try:
+        surface_key, surface_created = ensure_card_surface_key(keystore)
         results = setup_authorities(db, keystore, settings)
+        surface_fingerprint = public_key_fingerprint(surface_key)
     finally:
         keystore.close()
     for result in results:
@@ -183,6 +195,9 @@ def _setup(args: argparse.Namespace) -> int:
             (directory / f"{result.kind.value}-ocsp.pem").write_bytes(
                 result.ocsp_certificate.public_bytes(Encoding.PEM)
             )
+    state = "created" if surface_created else "exists"
+    print(f"card-surface key {CARD_SURFACE_KEY_LABEL} ({state})")
+    print(f"  sha256       {surface_fingerprint}")
     if args.export:
         print(f"certificates written to {args.export}")
     return 0
@@ -270,20 +285,30 @@ def _revoke(args: argparse.Namespace) -> int:
 
     from jpki_remote.ca.serials import parse_serial
 
-    at = None
-    if args.at:
-        at = datetime.fromisoformat(args.at)
-        if at.tzinfo is None:
-            raise ValueError("--at needs a UTC offset, e.g. 2026-07-01T09:00:00+09:00")
+    def moment(value: str | None, option: str) -> datetime | None:
+        if not value:
+            return None
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"{option}: not an ISO 8601 time: {value!r}") from None
+        if parsed.tzinfo is None:
+            raise ValueError(f"{option} needs a UTC offset, e.g. 2026-07-01T09:00:00+09:00")
+        return parsed
+
+    at = moment(args.at, "--at")
+    invalidity_date = moment(args.invalidity_date, "--invalidity-date")
     settings, db, keystore = _context()
     ca = _authority(settings, db, keystore)
     try:
-        status = ca.revoke(args.kind, parse_serial(args.serial), args.reason, at=at)
+        status = ca.revoke(args.kind, parse_serial(args.serial), args.reason, at=at, invalidity_date=invalidity_date)
     finally:
         ca.close()
         keystore.close()
     when = f"{status.revoked_at:%Y-%m-%d %H:%M:%S} UTC"
     print(f"{status.kind.value} {status.serial:x}: revoked ({status.reason_name}) at {when}")
+    if status.invalidity_date is not None:
+        print(f"  invalidity date {status.invalidity_date:%Y-%m-%d %H:%M:%S} UTC")
     return 0
 
 
@@ -325,6 +350,8 @@ def _show(args: argparse.Namespace) -> int:
             print(f"  CRL shard   {status.shard}")
             if status.revoked_at:
                 print(f"  revoked at  {status.revoked_at}")
+            if status.invalidity_date:
+                print(f"  invalid since {status.invalidity_date}")
             return 0
         with db.session() as session:
             authorities = list(session.execute(select(Authority).order_by(Authority.kind)).scalars())
@@ -348,9 +375,24 @@ def _show(args: argparse.Namespace) -> int:
             print(f"  OCSP responder key {row.ocsp_key_label}, valid until {ocsp.not_valid_after_utc:%Y-%m-%d}")
             mine = {state: n for kind, state, n in counts if kind == row.kind}
             print("  certificates: " + (", ".join(f"{s.value} {n}" for s, n in sorted(mine.items())) or "none"))
+        if not args.kind:
+            _show_surface_key(keystore)
         return 0
     finally:
         keystore.close()
+
+
+def _show_surface_key(keystore: Any) -> None:
+    from jpki_remote.ca.keystore import KeyNotFoundError
+    from jpki_remote.ca.setup import CARD_SURFACE_KEY_LABEL, public_key_fingerprint
+
+    try:
+        key = keystore.get(CARD_SURFACE_KEY_LABEL)
+    except KeyNotFoundError:
+        print(f"card-surface key {CARD_SURFACE_KEY_LABEL}: missing; run `jpki-remote ca setup`")
+        return
+    print(f"card-surface key {CARD_SURFACE_KEY_LABEL}: RSA-{key.public_key().key_size}")
+    print(f"  sha256 {public_key_fingerprint(key)}")
 
 
 def _bench_issue(args: argparse.Namespace) -> int:

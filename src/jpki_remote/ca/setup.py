@@ -3,6 +3,7 @@
 :func:`setup_authorities` is idempotent: an authority that exists is left alone (its keys are never replaced);
 only its OCSP responder certificate is re-issued, with the same key, when it nears its end. A CA key already in
 the key store without a database row (e.g. a new database over an existing HSM) is reused, never overwritten.
+Setup also creates the card centre's card-surface signing key (``card-surface``) when the store lacks it.
 """
 
 from __future__ import annotations
@@ -33,6 +34,35 @@ def ca_key_label(kind: AuthorityKind) -> str:
 
 def ocsp_key_label(kind: AuthorityKind) -> str:
     return f"ocsp-{kind.value}"
+
+
+#: The card centre's key that signs the card face (券面事項確認AP DF28); ``procedures.surface.surface_key`` uses it.
+CARD_SURFACE_KEY_LABEL = "card-surface"
+
+
+def ensure_card_surface_key(keystore: KeyStore, label: str = CARD_SURFACE_KEY_LABEL) -> tuple[CaKey, bool]:
+    """The card-surface signing key (RSA-2048), created when missing; ``(key, created)``. Idempotent and safe
+    against a concurrent creator (the store never overwrites a key: the loser reads the winner's)."""
+    try:
+        return keystore.get(label), False
+    except KeyNotFoundError:
+        pass
+    try:
+        key = keystore.generate_rsa(label, 2048)
+    except KeyStoreError:  # created by another process between our get and generate
+        return keystore.get(label), False
+    log.info("generated the card-surface key %s", label)
+    return key, True
+
+
+def public_key_fingerprint(key: CaKey) -> str:
+    """SHA-256 of the key's SubjectPublicKeyInfo, hex with colons (for operators comparing keys)."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    digest = hashes.Hash(hashes.SHA256())
+    digest.update(key.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo))
+    return digest.finalize().hex(":")
 
 
 @dataclass(frozen=True)
@@ -115,8 +145,10 @@ def _ocsp_certificate(
 def setup_authorities(
     db: Database, keystore: KeyStore, settings: Settings, now: datetime | None = None
 ) -> list[SetupResult]:
-    """Create whichever authority is missing; renew OCSP responder certificates in their last quarter."""
+    """Create whichever authority is missing; renew OCSP responder certificates in their last quarter; create the
+    card-surface key when missing (:func:`ensure_card_surface_key`)."""
     now = (now or datetime.now(UTC)).replace(microsecond=0)
+    ensure_card_surface_key(keystore)
     results = []
     for kind in AuthorityKind:
         with db.session() as session:
