@@ -152,8 +152,6 @@ def test_api_is_not_open_to_other_origins_and_ignores_cookies(module_web: SecWeb
         web.client.cookies.clear()
 
 
-@pytest.mark.xfail(strict=True, reason="finding S-8: JSON API answers (bearer tokens, procedure views with the masked "
-                   "contact, audit events) carry no Cache-Control: no-store (web/app.py)")
 def test_api_answers_are_not_cacheable(module_web: SecWeb) -> None:
     web = module_web
     kiosk = web.terminal("kiosk")
@@ -166,6 +164,11 @@ def test_api_answers_are_not_cacheable(module_web: SecWeb) -> None:
     for response in (session, audit):
         assert response.status_code == 200
         assert "no-store" in response.headers.get("cache-control", ""), response.request.url
+        assert response.headers.get("pragma") == "no-cache"
+    # errors too (a 401 and a 413 from the body cap)
+    for response in (web.client.get(f"{API}/terminals/procedure"),
+                     web.client.post(f"{API}/terminals/challenge", content=b"x" * 3_000_000)):
+        assert response.status_code in (401, 413) and response.headers.get("cache-control") == "no-store"
 
 
 # ---- crashes found by fuzzing (S-7) ----------------------------------------------------------------------------

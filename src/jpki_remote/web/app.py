@@ -104,6 +104,33 @@ class BodyLimit:
             await JSONResponse(error_body(413), status_code=413)(scope, receive, send)
 
 
+class NoStore:
+    """``Cache-Control: no-store`` and ``Pragma: no-cache`` on every answer under ``/api/v1`` (tokens, procedure
+    views, audit events must not stay in a browser or proxy cache — finding S-8), errors included."""
+
+    HEADERS = ((b"cache-control", b"no-store"), (b"pragma", b"no-cache"))
+
+    def __init__(self, app: Callable[..., Awaitable[None]], prefix: str = API) -> None:
+        self.app = app
+        self.prefix = prefix
+
+    async def __call__(
+        self, scope: MutableMapping[str, Any], receive: Callable[..., Any], send: Callable[..., Any]
+    ) -> None:
+        if scope["type"] != "http" or not str(scope.get("path", "")).startswith(self.prefix):
+            await self.app(scope, receive, send)
+            return
+
+        async def send_no_store(message: MutableMapping[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                names = {b"cache-control", b"pragma"}
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() not in names]
+                message["headers"] = [*headers, *self.HEADERS]
+            await send(message)
+
+        await self.app(scope, receive, send_no_store)
+
+
 def admin_token(settings: Settings) -> str:
     if settings.admin_token:
         return settings.admin_token
@@ -503,6 +530,7 @@ def create_app(
     _mount_others(app, settings, database, admin, mount_status)
     _mount_pages(app)
     app.add_middleware(BodyLimit, limit=settings.max_request_bytes)  # type: ignore[arg-type]
+    app.add_middleware(NoStore)  # type: ignore[arg-type]  # outermost: the 413 answers too
     return app
 
 
