@@ -144,6 +144,8 @@ def test_no_secret_or_face_image_outside_its_place(
     assert reply["status"] == "completed", reply
 
     # 2. PIN reset at the counter: the new sign password goes through the server inside secure messaging
+    # (counter operations need a signed-in member of staff: cookie session + CSRF header)
+    counter.http.headers["X-CSRF-Token"] = web.staff_login(counter)["X-CSRF-Token"]
     reply = counter._call(
         "POST", "/counter/procedures",
         {"kind": "pin_reset", "target": "sign_password", "card_id": issued.card_id, "staff_id": "staff-1"},
