@@ -418,7 +418,8 @@ def create_app(
             with database.session() as session:
                 resident = registry.get_resident(session, body.resident_id)
                 if who.municipality_code and resident.municipality_code != who.municipality_code:
-                    raise ApiError(404)
+                    # another municipality's resident reads exactly like an unknown one (finding S-11)
+                    raise registry.RegistryError("resident_unknown", "no such resident")
                 event = registry.record_event(session, body.resident_id, body.kind, dict(body.changes))
                 card = session.scalars(
                     select(Card).where(
