@@ -64,6 +64,9 @@ class Settings:
     proofing_secret: str = ""
     # Delivery of security codes and notices: "outbox" (development), "smtp", "sms", or "smtp,sms".
     delivery: str = "outbox"
+    # `jpki-remote serve` refuses delivery "outbox" (clear codes kept in the database) unless this is set or
+    # --allow-dev-outbox is given: a deployment that forgets JPKI_DELIVERY must not run without the code factor.
+    allow_dev_outbox: bool = False
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 25
     smtp_sender: str = "jpki-remote@localhost"

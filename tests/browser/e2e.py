@@ -63,6 +63,7 @@ def clean_env(**jpki: str) -> dict[str, str]:
     """The environment of a child process: no JPKI_ setting of the caller's shell, only ``jpki``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("JPKI_")}
     env.update({f"JPKI_{k.upper()}": v for k, v in jpki.items()})
+    env.setdefault("JPKI_ALLOW_DEV_OUTBOX", "1")  # test servers use the development outbox (`serve` refuses it: S-14)
     env["PYTHONUNBUFFERED"] = "1"
     return env
 

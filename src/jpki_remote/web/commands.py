@@ -5,6 +5,10 @@ retry worker, for deployments that run it from cron or as its own service."""
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from jpki_remote.config import Settings
 
 
 def register(subparsers: argparse._SubParsersAction, bench: argparse._SubParsersAction) -> None:
@@ -13,6 +17,12 @@ def register(subparsers: argparse._SubParsersAction, bench: argparse._SubParsers
     parser = subparsers.add_parser("serve", help="run the web application (API, OCSP/CRL, pages)")
     parser.add_argument("--host", default=None, help="default: JPKI_HOST (127.0.0.1)")
     parser.add_argument("--port", type=int, default=None, help="default: JPKI_PORT (8080)")
+    parser.add_argument(
+        "--allow-dev-outbox",
+        action="store_true",
+        help="allow JPKI_DELIVERY=outbox (development only: security codes are kept in clear in the database); "
+        "also JPKI_ALLOW_DEV_OUTBOX=1",
+    )
     parser.set_defaults(handler=_serve)
 
     notify = subparsers.add_parser("notify", help="holder notices (お知らせ) after completed procedures")
@@ -25,7 +35,26 @@ def register(subparsers: argparse._SubParsersAction, bench: argparse._SubParsers
     deliver.set_defaults(handler=_deliver_pending)
 
 
+DEV_OUTBOX_REFUSED = (
+    "error: JPKI_DELIVERY includes \"outbox\" (the development outbox: every security code is stored in clear in "
+    "the database, so the code factor is lost). Set JPKI_DELIVERY=smtp, sms or smtp,sms for a deployment, or pass "
+    "--allow-dev-outbox (or JPKI_ALLOW_DEV_OUTBOX=1) for development.\n"
+    "エラー: 開発用の送信箱（outbox）では確認コードが平文で保存されます。"
+    "本番では JPKI_DELIVERY に smtp / sms を設定してください（開発時のみ --allow-dev-outbox）。"
+)
+
+
+def dev_outbox_refusal(settings: Settings, allow_flag: bool) -> str | None:
+    """The message ``serve`` stops with when the development outbox is configured and not explicitly allowed."""
+    channels = {part.strip().lower() for part in settings.delivery.split(",")}
+    if "outbox" in channels and not (allow_flag or settings.allow_dev_outbox):
+        return DEV_OUTBOX_REFUSED
+    return None
+
+
 def _serve(args: argparse.Namespace) -> int:
+    import sys
+
     import uvicorn
 
     from jpki_remote.config import load_settings
@@ -34,6 +63,10 @@ def _serve(args: argparse.Namespace) -> int:
     from jpki_remote.web.background import server_tasks
 
     settings = load_settings()
+    refusal = dev_outbox_refusal(settings, args.allow_dev_outbox)
+    if refusal:
+        print(refusal, file=sys.stderr)
+        return 2
     db = Database(settings.effective_database_url)
     db.create_schema()
     admin_token(settings)  # make sure it exists (printed location, never the token)
