@@ -35,6 +35,9 @@ class Settings:
     pkcs11_module: str = "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so"
     pkcs11_token_label: str = "jpki-ca"  # noqa: S105 - a label, not a secret
     pkcs11_user_pin: str = ""
+    # Issuer SCP03 master keys: "file" (<data_dir>/issuer-keys, development) or "pkcs11" (non-extractable AES keys on
+    # the token above; card keys are derived inside the HSM — production).
+    issuer_keystore: str = "file"
     # Certification authorities: organisation in the CA names (the real ones say O=JPKI; tests use JPKI-TEST),
     # CA and delegated OCSP responder certificate lifetimes, and lint worker processes (0: lint in the calling thread).
     ca_organization: str = "JPKI-TEST"

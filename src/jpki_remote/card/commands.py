@@ -378,13 +378,18 @@ def _new_delivered(args: argparse.Namespace, settings: Any, store: Any, card_id:
     return EXIT_OK
 
 
-def issuer_master_key(settings: Any) -> bytes:
+def issuer_master_key(settings: Any) -> Any:
     """The issuer's SCP03 master key (version 0) the server will use for this card's renewals and PIN resets:
-    ``<data_dir>/issuer-keys`` (:mod:`jpki_remote.issuer_keys`), created on first use."""
-    from jpki_remote.issuer_keys import IssuerKeyError, issuer_keys_from_settings
+    ``<data_dir>/issuer-keys`` (:mod:`jpki_remote.issuer_keys`), created on first use — or, with
+    ``issuer_keystore = "pkcs11"``, the HSM key store itself (the card's keys are derived inside the HSM)."""
+    from jpki_remote.issuer_keys import FileIssuerKeys, IssuerKeyError, issuer_keys_from_settings
 
     try:
-        return issuer_keys_from_settings(settings).master_key(0)
+        keys = issuer_keys_from_settings(settings)
+        if isinstance(keys, FileIssuerKeys):
+            return keys.master_key(0)
+        keys.card_keys(0, bytes(10))  # fail here, not half-way through a card, if version 0 is missing
+        return keys
     except (IssuerKeyError, OSError) as exc:
         raise CommandError(f"the issuer master key is not usable: {exc}") from exc
 

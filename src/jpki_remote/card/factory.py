@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from jpki_remote.card import layout, personalise
-from jpki_remote.card.issuer import IssuerSession
+from jpki_remote.card.issuer import IssuerKeyMaterial, IssuerSession
 from jpki_remote.card.manufacture import manufacture
 from jpki_remote.card.personalise import HolderRecord
 from jpki_remote.card.signing import generate_key
@@ -255,7 +255,7 @@ def _install_jpki(
 
 def _build(
     holder: HolderRecord,
-    issuer_master_key: bytes,
+    issuer_master_key: IssuerKeyMaterial,
     *,
     pins: CardPins | None,
     certificates: IssuedCertificates | CertificateCallback | None,
@@ -297,7 +297,7 @@ def _build(
 def deliver_card(
     holder: HolderRecord,
     *,
-    issuer_master_key: bytes,
+    issuer_master_key: IssuerKeyMaterial,
     surface_signer: rsa.RSAPrivateKey | None = None,
     store: CardStore | None = None,
     keygen: KeyGenerator | None = None,
@@ -315,7 +315,7 @@ def deliver_card(
 def create_card(
     holder: HolderRecord,
     *,
-    issuer_master_key: bytes,
+    issuer_master_key: IssuerKeyMaterial,
     pins: CardPins,
     certificates: IssuedCertificates | CertificateCallback | None = None,
     surface_signer: rsa.RSAPrivateKey | None = None,

@@ -7,6 +7,7 @@ messaging (:mod:`jpki_remote.card.issuer`), exactly as on a real card.
 from __future__ import annotations
 
 import secrets
+from typing import Any
 
 from jpki_remote.card import layout, scp03
 from jpki_remote.card.signing import generate_key, private_to_der
@@ -52,22 +53,28 @@ def new_serial() -> str:
 
 
 def manufacture(
-    issuer_master_key: bytes,
+    issuer_master_key: bytes | Any,
     *,
     card_id: str | None = None,
     serial: str | None = None,
     keygen: KeyGenerator | None = None,
     key_version: int = 0x30,
+    master_version: int = 0,
 ) -> CardState:
-    """A blank card whose SCP03 keys are diversified from ``issuer_master_key`` (16 or 32 bytes)."""
+    """A blank card whose SCP03 keys are diversified from ``issuer_master_key`` (16 or 32 bytes), or derived by an
+    issuer key store with ``card_keys(master_version, kdd)`` (e.g. inside the HSM: the master never leaves it)."""
     keygen = keygen or generate_key
     serial = serial or new_serial()
     kdd = secrets.token_bytes(10)
+    if isinstance(issuer_master_key, bytes | bytearray):
+        scp_keys = scp03.diversify(bytes(issuer_master_key), kdd)
+    else:
+        scp_keys = issuer_master_key.card_keys(master_version, kdd).as_dict()
     state = CardState(
         card_id=card_id or secrets.token_hex(8),
         serial=serial,
         kdd=kdd,
-        scp_keys=scp03.diversify(issuer_master_key, kdd),
+        scp_keys=scp_keys,
         key_version=key_version,
         lifecycle=LIFECYCLE_BLANK,
     )
