@@ -63,8 +63,6 @@ def _forged_card_face(real: bytes, photo: bytes) -> bytes:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="finding S-1: the issuer signature over the card face (EF 0002) is never "
-                   "verified (procedures/engine.py _result_read_face), so the terminal chooses the reference photo")
 def test_forged_card_face_photo_is_refused(world: World, faces_dir: Path) -> None:
     """A stolen card + its auth PIN + an attacker's own face: the kiosk/app relays the card, but answers the READ
     BINARYs of the card face with a copy whose photo is the attacker's. Then the attacker's live face matches."""
