@@ -68,6 +68,7 @@ def server_env(data_dir: Path, database_url: str = "") -> dict[str, str]:
     env.update(
         JPKI_DATA_DIR=str(data_dir),
         JPKI_DELIVERY="outbox",
+        JPKI_ALLOW_DEV_OUTBOX="1",  # the development outbox (codes readable by the test); serve refuses it otherwise
         JPKI_PROOFING_SECRET=PROOFING_SECRET,
         JPKI_ADMIN_TOKEN=ADMIN_TOKEN,
     )
