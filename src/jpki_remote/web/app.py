@@ -556,7 +556,10 @@ def _mount_others(app: FastAPI, settings: Settings, database: Database, admin: A
             from jpki_remote.ca.status.http import create_status_router
             from jpki_remote.ca.status.service import StatusService
 
-            app.include_router(create_status_router(StatusService(settings, database, open_keystore(settings))))
+            service = StatusService(settings, database, open_keystore(settings))
+            service.subscribe()  # OCSP responses re-signed as soon as this process issues or revokes
+            app.state.status_service = service  # serve's background tasks publish CRLs / refresh OCSP through it
+            app.include_router(create_status_router(service))
         except Exception as exc:  # the API still serves without the status endpoints
             log.warning("OCSP/CRL endpoints not mounted: %s", exc)
     try:

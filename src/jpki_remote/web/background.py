@@ -91,14 +91,23 @@ def sign_tree_head_if_new(audit_log: Any) -> Any:
     return audit_log.sign_head()
 
 
-def server_tasks(db: Database, settings: Settings, get_engine: Callable[[], Any]) -> Background:
-    """The background tasks ``serve`` runs for the application over ``db``."""
+def server_tasks(
+    db: Database, settings: Settings, get_engine: Callable[[], Any], status_service: Any = None
+) -> Background:
+    """The background tasks ``serve`` runs for the application over ``db`` (with the CRL publisher / OCSP refresher
+    when the app mounted the status service)."""
     from jpki_remote.audit.log import AuditLog
     from jpki_remote.audit.signing import signer_from_settings
 
     audit_log = AuditLog(db, signer_from_settings(settings), sth_interval_seconds=settings.audit_sth_interval_seconds)
+    status_tasks = (
+        [PeriodicTask("crl-ocsp-publisher", settings.status_poll_seconds, status_service.run_background_once)]
+        if status_service is not None
+        else []
+    )
     return Background(
         [
+            *status_tasks,
             PeriodicTask("procedure-recovery", 60, lambda: get_engine().recover()),
             PeriodicTask("notice-delivery", settings.notification_poll_seconds, lambda: deliver_notices(db, settings)),
             PeriodicTask(

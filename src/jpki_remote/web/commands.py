@@ -71,7 +71,7 @@ def _serve(args: argparse.Namespace) -> int:
     db.create_schema()
     admin_token(settings)  # make sure it exists (printed location, never the token)
     app = create_app(settings, db=db)
-    background = server_tasks(db, settings, app.state.get_engine)
+    background = server_tasks(db, settings, app.state.get_engine, getattr(app.state, "status_service", None))
     background.start()
     print(f"admin token in {settings.data_dir / 'admin-token'}" if not settings.admin_token else "admin token set")
     try:
