@@ -49,7 +49,7 @@
   const state = {
     procedureId: null, kind: null, target: null, knownPin: null, view: null, agentStatus: null,
     screen: null, step: null, pinRequestKey: null, newPinFirst: null, capturing: false, codeRequested: false,
-    polling: false, pollTimer: null, finished: false,
+    polling: false, pollTimer: null, finished: false, faceResult: null,
   };
 
   // ------------------------------------------------------------------------------------------------ screens
@@ -121,7 +121,7 @@
     showError(null);
     forgetProcedure();
     Object.assign(state, { procedureId: null, kind: null, target: null, knownPin: null, view: null, pinRequestKey: null,
-      capturing: false, codeRequested: false, finished: false });
+      capturing: false, codeRequested: false, finished: false, faceResult: null });
     agent.cancel();
     if (id && reason !== "finished") {
       try { await api.cancel(id); } catch (e) { /* already ended, or the server is gone: it expires by itself */ }
@@ -170,10 +170,14 @@
   }
 
   // ------------------------------------------------------------------------------------------------ start
-  function choose(kind, target, knownPin) {
-    Object.assign(state, { kind, target, knownPin, finished: false, codeRequested: false });
+  function labelUpdateStep(kind) {
     document.querySelector("[data-update-ja]").textContent = kind === "renewal" ? "更新" : "再設定";
     document.querySelector("[data-update-en]").textContent = kind === "renewal" ? "Renew" : "Reset";
+  }
+
+  function choose(kind, target, knownPin) {
+    Object.assign(state, { kind, target, knownPin, finished: false, codeRequested: false, faceResult: null });
+    labelUpdateStep(kind);
     setStep("card");
     show("card");
     waitForCard();
@@ -392,7 +396,9 @@
         list.appendChild(li);
       });
     }
-    const result = view.face_result;
+    // the attempts left come with the answer to a capture only; the view polled afterwards does not repeat them
+    if (view.face_result) state.faceResult = view.face_result;
+    const result = state.faceResult;
     const attempts = $("face-attempts");
     if (result && typeof result.attempts_left === "number") {
       attempts.hidden = false;
@@ -442,6 +448,12 @@
       frames = null;
       state.capturing = false;
       render(reply);
+      if (state.screen === "face") {  // refused, may try again: the camera back on, the next step said plainly
+        setProgress(0);
+        setBilingual($("face-instruction"), "準備ができたら「撮影を始める」を押して、もう一度撮影してください。",
+          "Press Start to try again.");
+        J.camera.open().catch((e) => showError(e.ja || "カメラを起動できませんでした。", e.en));
+      }
     } catch (e) {
       frames = null;
       state.capturing = false;
@@ -556,6 +568,7 @@
       rememberProcedure(view.id);
       state.kind = view.kind;
       state.target = view.target;
+      labelUpdateStep(view.kind);
       startPolling();
       render(view);
       return;
