@@ -49,10 +49,10 @@ class Session:
         self.screen.open(url or self.agent.first_page_url)
         return self.screen
 
-    def shot(self, name: str) -> None:
+    def shot(self, name: str, *, full_page: bool = True) -> None:
         full = f"{self.shots}-{name}"
         if self.shots and self.screen is not None and full not in _WRITTEN:
-            self.screen.shot(full)
+            self.screen.shot(full, full_page=full_page)
             _WRITTEN.add(full)
 
     def continue_with_camera(self, steps: list[str], person: str | None = None) -> HolderScreen:
@@ -89,8 +89,10 @@ def card_and_pins(session: Session, known: tuple[str, str]) -> list[str]:
     照合番号B opens the card photo. Returns the liveness challenge the page shows."""
     screen = session.screen
     assert screen is not None
-    screen.enter_pin(known[0], known[1])
-    session.shot("04-pin")
+    screen.wait_pin(known[0])
+    screen.type_on_keypad(known[1], submit=False)
+    session.shot("04-pin")  # the field shows dots only
+    screen.page.click("#pin-submit")
     screen.enter_pin("verification code b", session.holder.code_b)
     return screen.challenge()
 
@@ -101,9 +103,15 @@ def face_and_code(session: Session, steps: list[str], *, wrong_code_first: bool 
     world, holder = session.world, session.holder
     before = world.outbox_ids()
     screen = session.continue_with_camera(steps)
-    session.shot("05-face")
+
+    def filming() -> None:  # the screenshot of the face step: the second action being asked for
+        if session.shots:
+            screen.wait_for("() => document.querySelectorAll('#challenge li.done').length >= 1",
+                            timeout_ms=20_000, what="the first liveness action done")
+            session.shot("05-face")
+
     started = time.monotonic()
-    result = screen.capture_face()
+    result = screen.capture_face(during=filming)
     session.timings["face"] = time.monotonic() - started
     assert result["screen"] == "code", f"face step refused: {result}"
     sent_to = screen.wait_code_sent()
@@ -114,7 +122,7 @@ def face_and_code(session: Session, steps: list[str], *, wrong_code_first: bool 
         screen.page.clock.fast_forward(46_000)  # the holder stepped away: the kiosk warns before it wipes
         screen.wait_for("() => !document.getElementById('idle-overlay').hidden", timeout_ms=10_000,
                         what="the inactivity warning")
-        session.shot("10-idle")
+        session.shot("10-idle", full_page=False)  # the warning covers the screen the holder sees
         screen.page.click("#idle-continue")
     seen: dict[str, Any] = {"sent_to": sent_to}
     if wrong_code_first:

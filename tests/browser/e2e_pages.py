@@ -125,13 +125,14 @@ class HolderScreen:
         if self.screen() == "failed":
             raise PageFailed(f"the page gave up: {self.failure()}")
 
-    def type_on_keypad(self, value: str) -> None:
+    def type_on_keypad(self, value: str, *, submit: bool = True) -> None:
         """Press the keypad buttons one by one (the field shows dots), then OK."""
         for char in value:
             self.page.click(f"#keypad button[data-key='{char}']")
         assert self.page.input_value("#pin-input") == value  # a password field: the value never shows as text
         assert self.page.get_attribute("#pin-input", "type") == "password"
-        self.page.click("#pin-submit")
+        if submit:
+            self.page.click("#pin-submit")
 
     def enter_pin(self, title_en: str, value: str) -> None:
         self.wait_pin(title_en)
@@ -152,10 +153,13 @@ class HolderScreen:
         steps = self.page.eval_on_selector_all("#challenge li[data-step]", "items => items.map(i => i.dataset.step)")
         return list(steps)
 
-    def capture_face(self) -> dict[str, Any]:
-        """Press Start, let the page film the challenge and send it; returns the page's next state."""
+    def capture_face(self, during: Any = None) -> dict[str, Any]:
+        """Press Start, let the page film the challenge and send it; returns the page's next state. ``during()``
+        runs while the page films (for a screenshot)."""
         self.page.wait_for_function("() => !document.getElementById('face-start').disabled", timeout=30_000)
         self.page.click("#face-start")
+        if during is not None:
+            during()
         self.wait_for(
             """() => {
               const s = (""" + VISIBLE_SCREEN + """)();
@@ -186,14 +190,14 @@ class HolderScreen:
     def code_tries(self) -> str:
         return self.text("#code-tries")
 
-    def shot(self, name: str) -> Path | None:
+    def shot(self, name: str, *, full_page: bool = True) -> Path | None:
         """``docs/screenshots/<name>.png`` when JPKI_SCREENSHOTS is set (the real page, as the holder sees it)."""
         if not screenshots_wanted():
             return None
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         path = SCREENSHOTS / f"{name}.png"
         self.page.evaluate("document.activeElement && document.activeElement.blur()")
-        self.page.screenshot(path=str(path), full_page=True)
+        self.page.screenshot(path=str(path), full_page=full_page)
         return path
 
 

@@ -119,6 +119,12 @@ def test_another_persons_face_is_refused_and_nothing_changes(
         assert result["screen"] == "face", result  # still on the face screen: may try again
         assert "顔がうまく確認できませんでした" in result["error"] and "Face not verified" in result["error"], result
         assert re.search(r"あと 9 回", result["attempts"]), result  # the card's daily face limit counted it
+        # the page turns the camera back on and says what to do next
+        screen.wait_for("() => document.getElementById('camera-video').readyState >= 2"
+                        " && document.getElementById('face-instruction').textContent.includes('もう一度')",
+                        timeout_ms=20_000, what="the camera back on for another try")
+        screen.page.wait_for_timeout(1500)  # two polls of the procedure later, the attempts left are still shown
+        assert "あと 9 回" in screen.text("#face-attempts") and screen.page.is_visible("#face-attempts")
         session.shot("09-refused")
         proc = world.procedures_of(holder.card_id)[-1]
         assert proc[3:5] == ("active", "proofs"), proc
