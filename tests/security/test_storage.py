@@ -66,18 +66,65 @@ def test_key_files_are_private(data_dir: tuple[Settings, Database]) -> None:
     assert len(secrets_found) >= 5, secrets_found
 
 
-@pytest.mark.xfail(strict=True, reason="finding S-6: the issuer SCP03 master key — from which every card's secure-"
-                   "messaging keys derive — is a plain hex file on every app server (procedures/ports.py "
-                   "FileIssuerKeys), not in the key store / HSM")
-def test_issuer_master_key_is_not_stored_in_clear(data_dir: tuple[Settings, Database]) -> None:
-    settings, _db = data_dir
-    from jpki_remote.procedures.ports import default_ports
+@pytest.fixture
+def hsm_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from jpki_remote.ca.keystore.softhsm import create_softhsm_token, softhsm_available
 
-    key = default_ports(_db, settings).issuer_keys.master_key(0)
-    for path in settings.data_dir.rglob("*"):
-        if path.is_file():
-            content = path.read_bytes()
-            assert key not in content and key.hex().encode() not in content.lower(), path
+    if not softhsm_available():
+        pytest.skip("SoftHSM2 is not installed")
+    created = create_softhsm_token(tmp_path / "hsm")
+    monkeypatch.setenv("SOFTHSM2_CONF", str(created.conf))
+    return created
+
+
+@pytest.mark.hsm
+def test_issuer_master_key_is_not_stored_in_clear(
+    sqlite_database: Database, tmp_path: Path, faces_dir: Path, hsm_token
+) -> None:
+    """Finding S-6: with ``issuer_keystore = "pkcs11"`` the server's ports take the HSM store, a counter PIN reset runs
+    its secure-messaging step with card keys derived inside the HSM, and no master key exists anywhere on disk (nor
+    can the process read it: the key object is sensitive and non-extractable)."""
+    import dataclasses
+
+    from procedure_world import PINS, make_world, run_agent
+
+    from jpki_remote.card import layout
+    from jpki_remote.card.client import CardClient
+    from jpki_remote.issuer_keys import IssuerKeyError, Pkcs11IssuerKeys
+    from jpki_remote.procedures.ports import default_ports
+    from jpki_remote.terminal.agent import ScriptedPinPad
+
+    world = make_world(sqlite_database, tmp_path, faces_dir)
+    settings = dataclasses.replace(
+        world.settings, issuer_keystore="pkcs11", pkcs11_module=hsm_token.module,
+        pkcs11_token_label=hsm_token.label, pkcs11_user_pin=hsm_token.user_pin,
+    )
+    Pkcs11IssuerKeys(hsm_token.module, hsm_token.label, hsm_token.user_pin).create(0)  # the key ceremony
+    keys = default_ports(world.db, settings).issuer_keys
+    assert isinstance(keys, Pkcs11IssuerKeys)
+    with pytest.raises(IssuerKeyError, match="never leaves the HSM"):
+        keys.master_key(0)  # (so the engine below cannot have read it either)
+    world.master = keys  # type: ignore[assignment]  # the card is manufactured under the HSM's master key
+    world.ports.issuer_keys = keys
+    issued = world.issue_card()
+
+    engine = world.engine()
+    reply = engine.start(kind="pin_reset", target="auth_pin", channel="counter", card_id=issued.card_id,
+                         terminal_id="t-test")
+    pinpad = ScriptedPinPad(new_pins={"auth_pin": "9753"})
+    reply = run_agent(engine, reply, issued.card, pinpad)
+    reply = world.engine().record_staff_check(reply["id"], "staff-7", ["passport"])
+    reply = run_agent(world.engine(), reply, issued.card, pinpad)
+    assert reply["status"] == "completed", reply  # SET PIN went over SCP03 with HSM-derived card keys
+    client = CardClient(issued.card)
+    client.select_ap("jpki")
+    client.verify(layout.JPKI_AUTH_PIN, "9753")
+    assert PINS["auth_pin"] != "9753"
+    keys.close()
+
+    on_disk = [p for p in tmp_path.rglob("*") if p.is_file() and p.name.startswith("issuer-master")]
+    assert on_disk == [], on_disk
+    assert not (settings.data_dir / "issuer-keys").exists()
 
 
 def test_security_codes_are_stored_only_as_keyed_hashes(tmp_path: Path) -> None:

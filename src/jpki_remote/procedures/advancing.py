@@ -213,7 +213,11 @@ class Advancing(AuditTrail):
         conv = proc.conversation or {}
         params = dict(conv["params"])
         if conv["script"] in ISSUER_SCRIPTS:
-            params["_master_key"] = self.ports.issuer_keys.master_key(int(params.get("key_version", 0)))
+            # only this card's static keys: with the PKCS#11 store they are derived inside the HSM and the master
+            # key never enters this process
+            params["_card_keys"] = self.ports.issuer_keys.card_keys(
+                int(params.get("key_version", 0)), bytes.fromhex(params["kdd"])
+            )
         if conv["script"] == "sign_surface":
             if self.ports.surface is None:
                 raise StepFailed("surface_invalid")

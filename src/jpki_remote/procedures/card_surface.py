@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import serialization
 
 from jpki_remote.card import layout
 from jpki_remote.card.client import parse_card_face
-from jpki_remote.procedures.card_issuer import ReplayableIssuerSession
+from jpki_remote.procedures.card_issuer import ReplayableIssuerSession, issuer_key_material
 from jpki_remote.procedures.card_public import (
     AID_SURFACE,
     EF_SURFACE_CODE_B,
@@ -53,7 +53,7 @@ def sign_surface(conv: Conversation, params: dict[str, Any]) -> dict[str, Any]:
     ]
     with ReplayableIssuerSession(
         conv,
-        params["_master_key"],
+        issuer_key_material(params),
         key_version=int(params.get("key_version", 0)),
         expected_kdd=bytes.fromhex(params["kdd"]),
     ) as issuer:

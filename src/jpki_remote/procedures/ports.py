@@ -9,60 +9,38 @@ fails closed (the proof is refused with a clear error) rather than pretending.
 from __future__ import annotations
 
 import logging
-import os
-import secrets
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
-from pathlib import Path
 from typing import Any, Protocol
 
+from jpki_remote.card.scp03 import CardStaticKeys, diversify
 from jpki_remote.config import Settings
+from jpki_remote.issuer_keys import FileIssuerKeys as FileIssuerKeys  # re-export (procedures' old home)
+from jpki_remote.issuer_keys import IssuerKeys, issuer_keys_from_settings
 from jpki_remote.store import Database
 
 log = logging.getLogger(__name__)
 
 
 # ---- issuer master key ----------------------------------------------------------------------------------------
-class IssuerKeys(Protocol):
-    def master_key(self, key_version: int) -> bytes: ...
-
-
-@dataclass
-class FileIssuerKeys:
-    """The issuer SCP03 master key (AES-256) in ``<data_dir>/issuer-keys/issuer-master-<version>.key`` (mode 0600).
-
-    Cards are manufactured with keys diversified from it (:func:`jpki_remote.card.manufacture.manufacture`). A
-    production deployment keeps it in the HSM; the key store interface of the CA package holds only RSA keys today.
-    """
-
-    directory: Path
-
-    def master_key(self, key_version: int) -> bytes:
-        path = self.directory / f"issuer-master-{key_version:02x}.key"
-        if not path.exists():
-            self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            except FileExistsError:
-                return bytes.fromhex(path.read_text().strip())
-            with os.fdopen(fd, "w") as handle:
-                handle.write(secrets.token_hex(32))
-        key = bytes.fromhex(path.read_text().strip())
-        if len(key) not in (16, 32):
-            raise ValueError(f"{path} does not hold an AES-128/256 key")
-        return key
-
-
+# The issuer's SCP03 master keys live in :mod:`jpki_remote.issuer_keys` (file store for development, PKCS#11 store in
+# production: the master key never leaves the HSM). The engine asks only for the static keys of the card it serves
+# (``card_keys(version, kdd)``); ``FileIssuerKeys`` and ``IssuerKeys`` are re-exported for existing callers.
 @dataclass
 class StaticIssuerKeys:
+    """One master key held in memory (tests and tools): every key version maps to it."""
+
     key: bytes
 
     def master_key(self, key_version: int) -> bytes:
         del key_version
         return self.key
+
+    def card_keys(self, key_version: int, kdd: bytes) -> CardStaticKeys:
+        return CardStaticKeys.from_dict(diversify(self.key, bytes(kdd)), bytes(kdd), key_version)
 
 
 # ---- face ------------------------------------------------------------------------------------------------------
@@ -351,7 +329,7 @@ def default_ports(db: Database, settings: Settings) -> Ports:
         log.warning("audit log not available (%s): procedure events are not audited", exc)
     return Ports(
         ca=ca,
-        issuer_keys=FileIssuerKeys(settings.data_dir / "issuer-keys"),
+        issuer_keys=issuer_keys_from_settings(settings),
         face=ProofingFace(settings),
         codes=SecurityCodes(db, settings),
         notices=ProofingNotices(db, settings),
