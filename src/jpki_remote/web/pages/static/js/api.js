@@ -60,7 +60,8 @@
   function normalizeError(status, body) {
     let source = body;
     if (source && typeof source === "object" && source.error && typeof source.error === "object") source = source.error;
-    if (source && typeof source === "object" && source.detail && typeof source.detail === "object"
+    // FastAPI's own {detail: {...}}; our errors carry a code and may add a `detail` object of their own (kept as is)
+    if (source && typeof source === "object" && !source.code && source.detail && typeof source.detail === "object"
         && !Array.isArray(source.detail)) source = source.detail;
     const code = (source && source.code) || "http_" + status;
     let ja = source && (source.message_ja || source.ja);

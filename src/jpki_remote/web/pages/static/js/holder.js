@@ -42,7 +42,7 @@
   };
   // Refusals after which the holder must go to the counter, and what to tell them.
   const COUNTER_CODES = new Set(["face_limit", "face_refused", "card_unavailable", "certificate_invalid", "no_contact",
-    "pin_blocked", "not_allowed", "all_pins_forgotten"]);
+    "pin_blocked", "not_allowed", "all_pins_forgotten", "locked_out"]);
   const SOFT_MESSAGES = new Set(["pin_incorrect", "code_wrong", "code_expired", "face_retry", "code_b_incorrect",
     "card_removed", "new_pin_invalid"]);
 
@@ -247,7 +247,9 @@
         return;
       }
       if (e.status === 404 && state.procedureId) { fail("not_found", e.ja, e.en); return; }
-      if (["card_busy", "not_allowed", "invalid_request", "not_found"].includes(e.code) || e.status >= 500) {
+      // locked_out: the card's limits sent the holder to the counter; rate_limited: this terminal or address, later
+      if (["card_busy", "not_allowed", "invalid_request", "not_found", "locked_out", "rate_limited"].includes(e.code)
+          || e.status >= 500) {
         fail(e.code, e.ja, e.en);
         return;
       }
