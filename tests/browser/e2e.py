@@ -562,6 +562,20 @@ class E2EWorld:
         return found
 
 
+    def audit_events_of_type(self, event_type: str) -> list[Any]:
+        """Every audit event of exactly that type (also those outside a procedure, e.g. limits lifted)."""
+        from jpki_remote.audit.log import AuditLog
+
+        log = AuditLog(self.db)
+        found, after = [], 0
+        while True:
+            batch = log.events(after_seq=after or None, limit=500)
+            found += [e for e in batch if e.event_type == event_type]
+            if len(batch) < 500:
+                return found
+            after = batch[-1].seq
+
+
 def _der(value: bytes) -> bytes:
     """A certificate EF holds the DER and filler: cut at the DER's own length."""
     from cryptography import x509

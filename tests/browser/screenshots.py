@@ -2,10 +2,11 @@
 
     .venv/bin/python tests/browser/screenshots.py
 
-runs ``tests/browser/test_e2e_kiosk.py`` and ``test_e2e_portal.py`` with ``JPKI_SCREENSHOTS=1``: a renewal at the
-kiosk (menu, card, PIN keypad, face check while filming, security code, inactivity warning, card update, receipt),
-the reset menu of a PIN reset, another person's face refused, and the portal's menu at phone width — each page
-exactly as chromium rendered it in that run, on the real server with the real terminal agent and card.
+runs ``tests/browser/test_e2e_kiosk.py``, ``test_e2e_portal.py`` and the counter's unlock test with
+``JPKI_SCREENSHOTS=1``: a renewal at the kiosk (menu, card, PIN keypad, face check while filming, security code,
+inactivity warning, card update, receipt), the reset menu of a PIN reset, a card locked out by the limits sent to the
+counter, another person's face refused, and the portal's menu at phone width — each page exactly as chromium
+rendered it in that run, on the real server with the real terminal agent and card.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ REPO = HERE.parent.parent
 
 def main() -> int:
     env = {**os.environ, "JPKI_SCREENSHOTS": "1"}
-    tests = [str(HERE / "test_e2e_kiosk.py"), str(HERE / "test_e2e_portal.py")]
+    limits = "test_e2e_counter.py::test_holder_sent_to_the_counter_by_the_limits_is_unlocked_by_staff"
+    tests = [str(HERE / "test_e2e_kiosk.py"), str(HERE / "test_e2e_portal.py"), str(HERE / limits)]
     command = [sys.executable, "-m", "pytest", *tests, "-q", "-p", "no:cacheprovider"]
     result = subprocess.run(command, env=env, cwd=REPO, check=False)
     for path in sorted((REPO / "docs" / "screenshots").glob("*.png")):

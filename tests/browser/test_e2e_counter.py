@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 from e2e import PINS, E2EWorld
-from e2e_pages import CounterScreen
+from e2e_flows import Session
+from e2e_pages import CounterScreen, screenshots_wanted
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 STAFF = "minato.tanaka"
@@ -84,9 +85,17 @@ def test_new_card_issued_at_the_counter(
     agent = world.start_agent(world.register_terminal("counter"), card_id=card_id)  # the delivered card
     try:
         screen = open_counter(world, browser_factory(camera=y4m_cache("rose_leslie")), agent, staff)
-        screen.tab("issuance")
         page = screen.page
-        page.fill("#i-resident", resident_id)
+        # staff find the resident (name and birth date) and take them to the issuance form
+        page.fill("#q-name", "Rose")
+        page.fill("#q-birth", "1990-06-12")
+        page.click("#lookup-form button[type=submit]")
+        page.wait_for_selector("#lookup-table tbody tr", timeout=30_000)
+        rows = page.locator("#lookup-table tbody tr")
+        assert rows.count() == 1 and "交付" in rows.first.inner_text(), rows.first.inner_text()
+        rows.first.locator("button", has_text="交付に使う").click()
+        page.wait_for_selector("#panel-issuance", state="visible", timeout=10_000)
+        assert page.input_value("#i-resident") == resident_id
         screen.check_documents("i", "notice_of_issuance", "drivers_license")
         page.click("#i-camera")
         page.wait_for_function("() => document.getElementById('i-video').readyState >= 2", timeout=20_000)
@@ -128,3 +137,66 @@ def test_new_card_issued_at_the_counter(
         assert [c.address for c in registry.contacts_of(session, resident_id)] == [email]
     audit = world.audit_verify()
     assert audit.returncode == 0, audit.stdout + audit.stderr
+
+
+def test_holder_sent_to_the_counter_by_the_limits_is_unlocked_by_staff(
+    e2e_world: E2EWorld, browser_factory: Any, y4m_cache: Any, staff: str
+) -> None:
+    """Too many face attempts on a card lock it out of remote procedures: the kiosk sends the holder to the counter;
+    there staff find the card, see it limited, lift the limits after checking an ID document (audited); the kiosk
+    then starts the holder's procedure again."""
+    from jpki_remote.proofing.limits import AttemptKind, Limits
+
+    world = e2e_world
+    holder = world.add_holder("alex_lacamoire", enrol_face=False)
+    limits = Limits.from_settings(world.settings, world.db)  # the server's counters (database), the server's key
+    for _ in range(11):  # the card's daily face limit is 10
+        limits.check_and_count(AttemptKind.FACE, card_id=holder.card_id)
+    assert limits.status(card_id=holder.card_id)
+
+    kiosk = world.start_agent(world.register_terminal("kiosk"), card_id=holder.card_id)
+    counter = world.start_agent(world.register_terminal("counter"), card_id=None)
+    session = Session(world, holder, kiosk, "kiosk", browser_factory, y4m_cache,
+                      shots="kiosk" if screenshots_wanted() else None)
+    try:
+        screen = session.open()
+        screen.choose_renewal()
+        screen.wait_screen("failed")
+        assert "窓口" in screen.failure() and "counter" in screen.failure(), screen.failure()
+        assert "窓口へお越しください" in screen.text("#failed-next")
+        session.shot("09-refused")
+
+        desk = open_counter(world, browser_factory(), counter, staff)
+        page = desk.page
+        page.fill("#q-card", holder.card_id)
+        page.click("#lookup-form button[type=submit]")
+        page.wait_for_selector("#lookup-table tbody tr", timeout=30_000)
+        row = page.locator("#lookup-table tbody tr").first
+        assert "制限中" in row.inner_text(), row.inner_text()
+        row.locator("button", has_text="制限を解除").click()
+        page.wait_for_selector("#unlock-form", state="visible")
+        desk.check_documents("u", "mynumber_card")
+        page.click("#unlock-form button[type=submit]")
+        page.wait_for_selector("#unlock-form", state="hidden", timeout=30_000)
+        page.wait_for_function("() => !document.querySelector('#lookup-table tbody').textContent.includes('制限中')",
+                               timeout=30_000)
+        assert not desk.errors, desk.errors
+        assert not limits.status(card_id=holder.card_id)
+
+        screen.page.click("[data-screen=failed] [data-action=home]")
+        screen.wait_screen("menu")
+        screen.choose_renewal()
+        screen.wait_pin("authentication pin")  # the procedure started: the card is being checked again
+        screen.page.click("[data-screen=pin] [data-action=cancel]")
+        screen.wait_screen("menu")
+    except BaseException:
+        print(session.diagnostics())
+        raise
+    finally:
+        session.close()
+        world.stop_agent(kiosk)
+        world.stop_agent(counter)
+    lifted = [e for e in world.audit_events_of_type("limits.lockout_lifted")
+              if e.terminal_id == counter.terminal.terminal_id]
+    assert len(lifted) == 1 and lifted[0].actor == f"staff:{STAFF}" and lifted[0].outcome == "success", lifted
+    assert "mynumber_card" in str(lifted[0].detail), lifted[0].detail  # the documents checked (types only)

@@ -125,7 +125,7 @@ def test_another_persons_face_is_refused_and_nothing_changes(
                         timeout_ms=20_000, what="the camera back on for another try")
         screen.page.wait_for_timeout(1500)  # two polls of the procedure later, the attempts left are still shown
         assert "あと 9 回" in screen.text("#face-attempts") and screen.page.is_visible("#face-attempts")
-        session.shot("09-refused")
+        session.shot("11-face-retry")
         proc = world.procedures_of(holder.card_id)[-1]
         assert proc[3:5] == ("active", "proofs"), proc
         screen.page.click("[data-screen=face] [data-action=cancel]")
