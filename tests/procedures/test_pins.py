@@ -122,3 +122,30 @@ def test_pin_reset_on_kiosk_needs_the_other_pin(world: World) -> None:
             options={"known_pin": "auth_pin"},
         )
     assert err.value.code == "not_allowed"
+
+
+def test_a_card_whose_issuer_domain_is_locked_fails_with_card_locked(world: World) -> None:
+    """6983 on INITIALIZE UPDATE (ten failed issuer authentications in a row): the reset fails with its own code —
+    the holder must go to the counter — not the generic 'place the card again'."""
+    from jpki_remote.card import issuer_domain as isd
+    from jpki_remote.card.issuer import IssuerLockedError, IssuerSession, SecureChannelError
+
+    issued = world.issue_card()
+    for _ in range(isd.ISSUER_AUTH_LIMIT):
+        with pytest.raises(SecureChannelError):
+            IssuerSession(issued.card, bytes(32)).open()  # wrong master key
+        issued.card.reset()
+    with pytest.raises(IssuerLockedError):
+        IssuerSession(issued.card, world.master).open()
+    issued.card.reset()
+    engine = world.engine()
+    reply = engine.start(
+        kind="pin_reset", target="auth_pin", channel="counter", card_id=issued.card_id, terminal_id="t-test"
+    )
+    pinpad = ScriptedPinPad(new_pins={"auth_pin": NEW["auth_pin"]})
+    reply = run_agent(engine, reply, issued.card, pinpad)
+    reply = world.engine().record_staff_check(reply["id"], "staff-7", ["passport"])
+    reply = run_agent(world.engine(), reply, issued.card, pinpad)
+    assert reply["status"] == "failed" and reply["error"]["code"] == "card_locked", reply
+    assert "窓口" in reply["error"]["ja"] and "counter" in reply["error"]["en"]
+    _verify(issued.card, "auth_pin", PINS["auth_pin"])  # the holder's PIN is untouched

@@ -209,6 +209,7 @@ class Advancing(AuditTrail):
 
     def _run(self, proc: Procedure, new_pin: str | None) -> RunOutcome:
         from jpki_remote.card.client import CardError
+        from jpki_remote.card.issuer import IssuerLockedError
 
         conv = proc.conversation or {}
         params = dict(conv["params"])
@@ -233,6 +234,9 @@ class Advancing(AuditTrail):
             raise StepFailed("card_error", {"sw": f"{exc.sw:04X}"}) from None
         except card_issuer.CardMismatchError:
             raise StepFailed("card_mismatch") from None
+        except IssuerLockedError:
+            log.warning("procedure %s: the card's issuer domain is locked (6983)", proc.id)
+            raise StepFailed("card_locked") from None
         except (CardError, ConversationError, ValueError, KeyError) as exc:
             log.info("procedure %s: card conversation failed: %s", proc.id, type(exc).__name__)
             raise StepFailed("card_error") from None

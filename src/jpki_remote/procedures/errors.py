@@ -67,6 +67,16 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "セキュリティーコードの有効期限が切れました。再送信してください。",
         "The code expired. Please request a new one.",
     ),
+    "photo_unreadable": (
+        "写真を画像として読み取れませんでした。JPEG・PNG などの画像ファイルを指定してください。",
+        "The photo could not be read as an image. Please provide a JPEG, PNG or similar image file.",
+    ),
+    "card_locked": (
+        "このカードは発行者用の認証が停止（ロック）されているため、ここではお手続きできません。"
+        "お住まいの市区町村の窓口へお越しください。",
+        "The card's issuer domain is locked, so this procedure cannot be done here. "
+        "Please visit your municipal office counter.",
+    ),
     "card_mismatch": ("手続を始めたカードと異なります。", "This is not the card the procedure started with."),
     "internal": ("システムエラーが発生しました。", "A system error occurred."),
     "surface_invalid": (
