@@ -19,6 +19,7 @@ from jpki_remote.card.factory import CardPins, create_card
 from jpki_remote.card.issuer import IssuerSession
 from jpki_remote.procedures.ports import ProofingFace
 from jpki_remote.procedures.surface import verify_card_face
+from jpki_remote.proofing.models import HolderNotice
 from jpki_remote.registry import service as registry
 from jpki_remote.registry.models import CardState, Notification
 from jpki_remote.terminal.agent import ScriptedPinPad
@@ -98,6 +99,15 @@ def test_issuance_at_the_counter(world: World, faces_dir: Path) -> None:
             ("issuance_result", "jlis"),
             ("issuance_result", "municipality:131016"),
         ]
+        # the holder's registered contacts are told that certificates were issued in their name (one notice each)
+        notices = s.scalars(select(HolderNotice).where(HolderNotice.procedure_id == reply["id"])).all()
+        assert sorted(n.channel for n in notices) == ["email", "mobile"], [(n.channel, n.address) for n in notices]
+        for notice in notices:
+            assert notice.event_kind == "issuance"
+            assert "マイナンバーカードの電子証明書が発行されました" in notice.body
+            if notice.channel == "email":  # (the SMS text is Japanese only)
+                assert "certificates on your My Number Card were issued" in notice.body
+            assert "市区町村窓口" in notice.body and reply["id"] in notice.body
     client = CardClient(made.card)
     certificate = x509.load_der_x509_certificate(client.read_auth_certificate())
     made.card.reset()

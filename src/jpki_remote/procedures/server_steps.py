@@ -218,11 +218,15 @@ class ServerSteps(AuditTrail):
             self._journal(session, proc, "card_in_service", StepPhase.DONE)
 
     def _notify(self, proc: Procedure, contacts: list[Any]) -> int:
-        if self.ports.notices is None or not contacts or proc.kind == ProcedureKind.ISSUANCE.value:
-            return 0  # issuance: the holder is at the counter (and the notices have no issuance text yet)
-        event_kind = {"renewal": "renewal", "pin_reset": "pin_reset", "pin_change": "pin_change"}.get(
-            proc.kind, "revocation"
-        )
+        if self.ports.notices is None or not contacts:
+            return 0
+        # issuance too: the holder is at the counter, but a card issued in their name must reach their contacts
+        event_kind = {
+            "renewal": "renewal",
+            "pin_reset": "pin_reset",
+            "pin_change": "pin_change",
+            ProcedureKind.ISSUANCE.value: "issuance",
+        }.get(proc.kind, "revocation")
         pin_kind = {"sign_password": "sign", "auth_pin": "auth", "residence_pin": "residence", "text_pin": "text"}.get(
             proc.target
         )

@@ -60,6 +60,7 @@ class EventKind(enum.StrEnum):
     PIN_RESET = "pin_reset"  # a PIN initialised / re-set
     PIN_CHANGE = "pin_change"
     REVOCATION = "revocation"
+    ISSUANCE = "issuance"  # certificates issued on a new card (counter issuance)
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,10 @@ def notice_message(event: HolderEvent) -> Message:
         EventKind.REVOCATION: (
             "マイナンバーカードの電子証明書が失効しました",
             "the electronic certificates on your My Number Card were revoked",
+        ),
+        EventKind.ISSUANCE: (
+            "マイナンバーカードの電子証明書が発行されました",
+            "the electronic certificates on your My Number Card were issued",
         ),
     }[event.kind]
     body = (
