@@ -140,6 +140,8 @@ class Starting(AuditTrail):
             raise ProcedureError("not_allowed", 403)
         encoding = None
         if photo is not None:
+            if not _is_image(photo):
+                raise ProcedureError("photo_unreadable", 422)  # the photo is not kept, so nothing to clean up
             if self.ports.face is None:
                 raise ProcedureError("face_refused", 503)
             encoding = self.ports.face.encode_reference(photo)  # the photo itself is not kept
@@ -260,3 +262,21 @@ class Starting(AuditTrail):
         reply = self._advance(blocking_id)
         reply["resumed"] = True
         return reply
+
+
+def _is_image(data: bytes) -> bool:
+    """Whether ``data`` decodes as an image Pillow knows (JPEG, PNG, JPEG 2000 …): header and structure checked
+    without decoding the pixels. A decompression bomb or any other malformed file counts as unreadable."""
+    import io
+    import warnings
+
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                image.verify()
+    except Exception:  # Pillow raises many kinds of errors for garbage: all mean "not an image"
+        return False
+    return True
