@@ -197,6 +197,7 @@ class HolderScreen:
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         path = SCREENSHOTS / f"{name}.png"
         self.page.evaluate("document.activeElement && document.activeElement.blur()")
+        self.page.mouse.move(1, 1)  # no hover highlight left over from the last click
         self.page.screenshot(path=str(path), full_page=full_page)
         return path
 
