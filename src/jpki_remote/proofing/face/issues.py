@@ -5,10 +5,10 @@ The codes are part of the API (the UI and the audit log use them); the texts tel
 
 from __future__ import annotations
 
-from enum import StrEnum
+from jpki_remote.proofing.texts import HolderCode
 
 
-class FaceIssue(StrEnum):
+class FaceIssue(HolderCode):
     """Why an image cannot be used for a face comparison."""
 
     UNREADABLE_IMAGE = "unreadable_image"
@@ -23,17 +23,9 @@ class FaceIssue(StrEnum):
     TOO_BLURRY = "too_blurry"
     EYES_CLOSED = "eyes_closed"
 
-    @property
-    def message_ja(self) -> str:
-        return _MESSAGES[self][0]
-
-    @property
-    def message_en(self) -> str:
-        return _MESSAGES[self][1]
-
-    def message(self, language: str = "ja") -> str:
-        """The text for the holder in ``language`` ("ja" or "en"; anything else falls back to Japanese)."""
-        return self.message_en if language == "en" else self.message_ja
+    @classmethod
+    def _texts(cls) -> dict[HolderCode, tuple[str, str]]:
+        return _MESSAGES  # type: ignore[return-value]
 
 
 _MESSAGES: dict[FaceIssue, tuple[str, str]] = {

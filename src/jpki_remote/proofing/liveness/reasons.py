@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
+from jpki_remote.proofing.texts import HolderCode
 
 
-class LivenessReason(StrEnum):
+class LivenessReason(HolderCode):
     CHALLENGE_EXPIRED = "challenge_expired"
     TOO_FEW_FRAMES = "too_few_frames"
     TOO_MANY_FRAMES = "too_many_frames"
@@ -19,16 +19,9 @@ class LivenessReason(StrEnum):
     IDENTITY_CHANGED = "identity_changed"
     REFERENCE_MISMATCH = "reference_mismatch"
 
-    @property
-    def message_ja(self) -> str:
-        return _MESSAGES[self][0]
-
-    @property
-    def message_en(self) -> str:
-        return _MESSAGES[self][1]
-
-    def message(self, language: str = "ja") -> str:
-        return self.message_en if language == "en" else self.message_ja
+    @classmethod
+    def _texts(cls) -> dict[HolderCode, tuple[str, str]]:
+        return _MESSAGES  # type: ignore[return-value]
 
 
 _MESSAGES = {
