@@ -20,10 +20,11 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from jpki_remote.ca.setup import CARD_SURFACE_KEY_LABEL
 from jpki_remote.card.client import CardFace, parse_card_face
 from jpki_remote.card.tlv import parse_header
 
-SURFACE_KEY_LABEL = "card-surface"
+SURFACE_KEY_LABEL = CARD_SURFACE_KEY_LABEL  # created by `ca setup`, or here on first use
 SIGNATURE_TAG = 0xDF28
 
 
@@ -41,31 +42,8 @@ class SurfaceSigner:
         return self.key.public_key()
 
     def sign_digest_info(self, payload: bytes) -> bytes:
-        """RSASSA-PKCS1-v1_5 over ``payload`` as given (a DigestInfo; no hashing added)."""
-        raw = getattr(self.key, "sign_pkcs1_v15_raw", None)
-        if callable(raw):
-            return bytes(raw(payload))
-        return _bridge_raw_sign(self.key, payload)
-
-
-def _bridge_raw_sign(key: Any, payload: bytes) -> bytes:
-    """BRIDGE until the key-store interface offers raw PKCS#1 v1.5 signing (``CaKey.sign_pkcs1_v15_raw``; asked of
-    the CA package): the two back ends' own primitives — the file store's decrypted key, the token's CKM_RSA_PKCS
-    inside the HSM. Remove once ``sign_pkcs1_v15_raw`` exists."""
-    private = getattr(key, "_private_key", None)
-    if isinstance(private, rsa.RSAPrivateKey):
-        from jpki_remote.card.signing import raw_pkcs1_sign
-
-        return raw_pkcs1_sign(private, payload)
-    store = getattr(key, "_store", None)
-    if store is not None and hasattr(store, "_call") and hasattr(store, "_private_key"):
-        from pkcs11 import Mechanism
-
-        def sign(session: Any) -> bytes:
-            return bytes(store._private_key(session, key.label).sign(payload, mechanism=Mechanism.RSA_PKCS))
-
-        return bytes(store._call(sign))
-    raise SurfaceSignatureError(f"the key store key {getattr(key, 'label', '?')!r} cannot sign a raw DigestInfo")
+        """RSASSA-PKCS1-v1_5 over ``payload`` as given (a DigestInfo; no hashing added), inside the key store."""
+        return bytes(self.key.sign_pkcs1_v15_raw(payload))
 
 
 def surface_key(keystore: Any, label: str = SURFACE_KEY_LABEL) -> SurfaceSigner:
