@@ -54,8 +54,6 @@ def test_a_used_challenge_cannot_open_a_second_session(module_web: SecWeb) -> No
     assert web.client.post(f"{API}/terminals/session", json=body).status_code == 401
 
 
-@pytest.mark.xfail(strict=True, reason="finding S-3: a challenge is not used up by a failed attempt — the 'used' flag "
-                   "is rolled back with the failing transaction (terminal/service.py:150-153)")
 def test_a_challenge_is_used_up_by_a_failed_attempt(module_web: SecWeb) -> None:
     web = module_web
     kiosk = web.terminal("kiosk")

@@ -40,7 +40,8 @@ BROWSER_SESSION_MAX = timedelta(minutes=30)
 
 
 class TerminalAuthError(Exception):
-    """Authentication failed (unknown terminal, bad signature, used or expired challenge) — deliberately vague."""
+    """A bad terminal id for a challenge, or a browser link that is unknown, used or expired — deliberately vague.
+    (A failed :func:`authenticate` returns None instead, so that the used-up challenge is committed.)"""
 
     code = "terminal_auth_failed"
 
@@ -135,8 +136,13 @@ class IssuedSession:
     expires_at: datetime
 
 
-def authenticate(session: Session, terminal_id: str, nonce: bytes, signature: bytes) -> IssuedSession:
-    """Check the signature over the challenge; return a new agent session token."""
+def authenticate(session: Session, terminal_id: str, nonce: bytes, signature: bytes) -> IssuedSession | None:
+    """Check the signature over the challenge; return a new agent session token, or None when authentication fails.
+
+    The challenge is used up whatever the outcome. A failure *returns* (it does not raise) so that the caller's
+    transaction commits the ``used`` flag: an exception would roll it back with the rest and leave the challenge open
+    for another try (finding S-3). The caller answers the failure after the transaction.
+    """
     challenge = session.get(TerminalChallenge, _hash(nonce), with_for_update=True)
     terminal = session.get(Terminal, terminal_id) if isinstance(terminal_id, str) else None
     valid = (
@@ -150,11 +156,11 @@ def authenticate(session: Session, terminal_id: str, nonce: bytes, signature: by
     if challenge is not None:
         challenge.used = True  # single use, also on failure
     if not valid or terminal is None:
-        raise TerminalAuthError("authentication failed")
+        return None
     try:
         Ed25519PublicKey.from_public_bytes(terminal.public_key).verify(signature, auth_message(terminal_id, nonce))
     except (InvalidSignature, ValueError):
-        raise TerminalAuthError("authentication failed") from None
+        return None
     terminal.last_seen_at = now()
     return _new_session(session, terminal_id, SessionRole.AGENT, AGENT_SESSION_TTL)
 

@@ -252,11 +252,11 @@ def create_app(
 
     @api.post("/terminals/session", tags=["terminals"])
     def terminal_session(body: schemas.SessionRequest) -> dict[str, str]:
-        try:
-            with database.session() as session:
-                issued = terminals.authenticate(session, body.terminal_id, _b64(body.nonce), _b64(body.signature))
-        except terminals.TerminalAuthError:
-            raise ApiError(401, "terminal_auth_failed") from None
+        nonce, signature = _b64(body.nonce), _b64(body.signature)
+        with database.session() as session:  # commits the used-up challenge, also when the signature is refused
+            issued = terminals.authenticate(session, body.terminal_id, nonce, signature)
+        if issued is None:
+            raise ApiError(401, "terminal_auth_failed")
         return {"token": issued.token, "expires_at": issued.expires_at.isoformat(), "role": issued.role.value}
 
     @api.post("/terminals/browser-link", tags=["terminals"])
