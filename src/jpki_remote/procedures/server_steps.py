@@ -19,6 +19,7 @@ from jpki_remote.procedures.models import Procedure, ProcedureStatus, StepPhase
 from jpki_remote.procedures.policy import ProcedureKind
 from jpki_remote.registry import service as registry
 from jpki_remote.registry.models import CardState
+from jpki_remote.store import database_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,10 @@ class ServerSteps(AuditTrail):
                 card_expiry=card_expiry,
             )
         except Exception as exc:
+            if database_unavailable(exc):
+                # the database, not the issuance, failed: the step stays at "issue" and is tried again (503 to the
+                # caller) with the same request id, which the CA answers with the same certificates
+                raise
             log.warning("procedure %s: issuance failed: %s: %s", procedure_id, type(exc).__name__, exc)
             self._audit(proc, "issued", "error", reason=type(exc).__name__)
             raise StepFailed("issuance_failed") from None
@@ -234,6 +239,8 @@ class ServerSteps(AuditTrail):
             return self.ports.notices.notify(
                 contacts, {"kind": event_kind, "procedure_id": proc.id, "channel": proc.channel, "pin_kind": pin_kind}
             )
-        except Exception:
+        except Exception as exc:
+            if database_unavailable(exc):
+                raise  # not completed without its notices: tried again with the step (queued once per contact)
             log.exception("notices for procedure %s failed", proc.id)
             return 0

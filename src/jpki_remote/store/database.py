@@ -11,9 +11,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import MetaData, create_engine, event
-from sqlalchemy.engine import Engine
+from sqlalchemy import MetaData, create_engine, event, exc
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+
+CONNECT_TIMEOUT_SECONDS = 10  # PostgreSQL: give up connecting after this (libpq's default is to wait for TCP)
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -56,7 +58,31 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, hide_parameters=True)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, hide_parameters=True)
+    # pool_pre_ping: a pooled connection the database dropped (restart, failover, network cut) is replaced on
+    # checkout instead of failing the request; connect_timeout: a database that does not answer fails the request
+    # (503, see web.errors) after that many seconds instead of hanging it for the TCP timeout.
+    connect_args = {} if "connect_timeout" in make_url(url).query else {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
+    return create_engine(
+        url, pool_pre_ping=True, pool_size=10, max_overflow=20, hide_parameters=True, connect_args=connect_args
+    )
+
+
+def database_unavailable(error: BaseException) -> bool:
+    """Whether ``error`` means the database cannot be used *right now* — connection refused or lost, server
+    shutting down, connection pool exhausted, SQLite busy — so the request may simply be tried again later (the
+    API answers 503 with Retry-After). Programming and data errors (no such table, constraint violated) are not."""
+    if isinstance(error, exc.TimeoutError):  # no pooled connection free within pool_timeout
+        return True
+    if not isinstance(error, exc.DBAPIError):
+        return False
+    if error.connection_invalidated:
+        return True
+    if not isinstance(error, (exc.OperationalError, exc.InterfaceError)):
+        return False
+    if type(error.orig).__module__.startswith("sqlite3"):
+        # sqlite3 raises OperationalError for "no such table" as well; only a busy database is transient
+        return "locked" in str(error.orig) or "busy" in str(error.orig)
+    return True  # psycopg: connection failures, admin shutdown, cancelled statements, serialization failures
 
 
 class Database:

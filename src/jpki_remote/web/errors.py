@@ -7,11 +7,20 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from jpki_remote.procedures.errors import ProcedureError
+from jpki_remote.store import database_unavailable
 
 log = logging.getLogger(__name__)
+
+RETRY_AFTER_SECONDS = 5  # what a 503 tells the caller (Retry-After): the terminal agent and the pages try again
+DATABASE_UNAVAILABLE = (  # the generic 503 code: callers need not know which back end is down (the log says)
+    "unavailable",
+    "ただいま混み合っているため処理できません。しばらく時間をおいてから、もう一度お試しください。",
+    "The service is temporarily unavailable. Please try again in a little while.",
+)
 
 HTTP_CODES: dict[int, tuple[str, str, str]] = {
     400: ("bad_request", "要求が正しくありません。", "Bad request."),
@@ -43,11 +52,12 @@ class ApiError(Exception):
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ProcedureError)
     async def _procedure(_request: Request, exc: ProcedureError) -> JSONResponse:
-        return JSONResponse({"error": exc.as_dict()}, status_code=exc.http_status)
+        return JSONResponse({"error": exc.as_dict()}, status_code=exc.http_status, headers=_retry(exc.http_status))
 
     @app.exception_handler(ApiError)
     async def _api(_request: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse(error_body(exc.status, exc.code, exc.ja, exc.en), status_code=exc.status)
+        body = error_body(exc.status, exc.code, exc.ja, exc.en)
+        return JSONResponse(body, status_code=exc.status, headers=_retry(exc.status))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -66,3 +76,17 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(
             error_body(500, "internal", "システムエラーが発生しました。", "A system error occurred."), status_code=500
         )
+
+    @app.exception_handler(SQLAlchemyError)
+    async def _database(request: Request, exc: SQLAlchemyError) -> JSONResponse:
+        """The database briefly unreachable (restart, failover, network): 503 with Retry-After, one log line, no
+        stack trace — the engine's pool reconnects by itself (pre-ping) once it is back. Anything else is a bug."""
+        if not database_unavailable(exc):
+            return await _unexpected(request, exc)
+        cause = type(getattr(exc, "orig", None) or exc).__name__
+        log.warning("database unavailable on %s %s: %s", request.method, request.url.path, cause)
+        return JSONResponse(error_body(503, *DATABASE_UNAVAILABLE), status_code=503, headers=_retry(503))
+
+
+def _retry(status: int) -> dict[str, str]:
+    return {"Retry-After": str(RETRY_AFTER_SECONDS)} if status == 503 else {}
