@@ -167,3 +167,40 @@ def test_lint_error_stops_issuance_and_is_recorded(
         assert seen == []
     finally:
         hooks.remove_status_listener(seen.append)
+
+
+def test_the_lint_copy_is_the_final_certificate_but_for_the_signature(
+    authority: CertificateAuthority, holder: HolderIdentity, holder_keys: list[rsa.RSAPrivateKey]
+) -> None:
+    """The copy pkilint sees has the final TBS and a placeholder signature of the CA key's length, and pkilint
+    finds exactly what it finds on the signed certificate — for clean certificates and for faulty ones."""
+    from jpki_remote.ca.der import signed_structure
+    from jpki_remote.ca.signing import prepare_certificate, signature_length
+
+    pair = authority.issue_pair(
+        "req-lint-copy", holder, holder_keys[0].public_key(), holder_keys[1].public_key(), date(2035, 1, 1)
+    )
+    assert pair.signature is not None
+    for issued in (pair.authentication, pair.signature):
+        final = x509.load_der_x509_certificate(issued.der)
+        issuer = authority.authority_certificate(issued.kind)
+        copy = signed_structure(final.tbs_certificate_bytes, bytes(signature_length(issuer)))
+        assert len(copy) == len(issued.der) and copy != issued.der
+        assert lint.lint_certificate(copy).findings == lint.lint_certificate(issued.der).findings
+    faulty = x509.load_der_x509_certificate(_self_signed(holder_keys[2], ca_without_key_usage=True))
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(faulty.subject)
+        .issuer_name(faulty.issuer)
+        .public_key(faulty.public_key())
+        .serial_number(faulty.serial_number)
+        .not_valid_before(faulty.not_valid_before_utc)
+        .not_valid_after(faulty.not_valid_after_utc)
+    )
+    for extension in faulty.extensions:
+        builder = builder.add_extension(extension.value, extension.critical)
+    prepared = prepare_certificate(builder)
+    assert prepared.tbs == faulty.tbs_certificate_bytes  # the throwaway key's size changes no TBS byte
+    copy_findings = lint.lint_certificate(prepared.lint_copy).findings
+    assert copy_findings == lint.lint_certificate(faulty.public_bytes(Encoding.DER)).findings
+    assert "pkix.ca_certificate_no_ku_extension" in {f.code for f in copy_findings}

@@ -28,7 +28,7 @@ from datetime import UTC, date, datetime
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from jpki_remote.ca import hooks, profiles, reasons
@@ -46,7 +46,7 @@ from jpki_remote.ca.lint import Finding, Linter, LintReport
 from jpki_remote.ca.models import AuthorityKind, Certificate, CertificateState, LintFinding
 from jpki_remote.ca.serials import new_serial, serial_hex
 from jpki_remote.ca.setup import LoadedAuthority, load_authority
-from jpki_remote.ca.signing import prepare_certificate, sign_tbs
+from jpki_remote.ca.signing import prepare_certificate, sign_tbs, signature_length
 from jpki_remote.ca.validity import certificate_validity
 from jpki_remote.config import Settings
 from jpki_remote.store import Database
@@ -54,6 +54,33 @@ from jpki_remote.store import Database
 log = logging.getLogger(__name__)
 
 RESERVE_ATTEMPTS = 8
+
+# The issuance statements, built once: building a Core statement and its cache key costs more than running it on
+# SQLite, and issuance runs them for every certificate.
+_CERTIFICATES = Certificate.__table__
+_FIND_RESERVATIONS = select(
+    _CERTIFICATES.c.authority,
+    _CERTIFICATES.c.serial_hex,
+    _CERTIFICATES.c.state,
+    _CERTIFICATES.c.shard,
+    _CERTIFICATES.c.not_before,
+    _CERTIFICATES.c.not_after,
+    _CERTIFICATES.c.der,
+    _CERTIFICATES.c.request_digest,
+).where(
+    _CERTIFICATES.c.request_id == bindparam("request_id"),
+    _CERTIFICATES.c.authority.in_(bindparam("kinds", expanding=True)),
+)
+_INSERT_RESERVATION = _CERTIFICATES.insert()
+_STORE_ISSUED = (
+    _CERTIFICATES.update()
+    .where(
+        _CERTIFICATES.c.authority == bindparam("kind"),
+        _CERTIFICATES.c.serial_hex == bindparam("serial"),
+        _CERTIFICATES.c.state == CertificateState.RESERVED,
+    )
+    .values(state=CertificateState.ISSUED, der=bindparam("der"), issued_at=bindparam("issued_at"))
+)
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -266,7 +293,11 @@ class CertificateAuthority:
         pending = [i for i, res in enumerate(reservations) if res.state is CertificateState.RESERVED]
         if pending:
             prepared = [
-                prepare_certificate(self._builder(requests[i], reservations[i], authorities[i])) for i in pending
+                prepare_certificate(
+                    self._builder(requests[i], reservations[i], authorities[i]),
+                    signature_length(authorities[i].certificate),
+                )
+                for i in pending
             ]
             reports = self.linter.lint_certificates([p.lint_copy for p in prepared])
             if not all(report.ok for report in reports):
@@ -306,17 +337,6 @@ class CertificateAuthority:
 
         Core statements on one connection: one SELECT for all requests, one multi-row INSERT for the new ones.
         """
-        table = Certificate.__table__
-        columns = (
-            table.c.authority,
-            table.c.serial_hex,
-            table.c.state,
-            table.c.shard,
-            table.c.not_before,
-            table.c.not_after,
-            table.c.der,
-            table.c.request_digest,
-        )
         request_id = requests[0].request_id
         assert all(r.request_id == request_id for r in requests)
         last: Exception | None = None
@@ -326,10 +346,7 @@ class CertificateAuthority:
                     found = {
                         AuthorityKind(row.authority): row
                         for row in connection.execute(
-                            select(*columns).where(
-                                table.c.request_id == request_id,
-                                table.c.authority.in_([r.kind for r in requests]),
-                            )
+                            _FIND_RESERVATIONS, {"request_id": request_id, "kinds": [r.kind for r in requests]}
                         )
                     }
                     new_rows = []
@@ -366,7 +383,7 @@ class CertificateAuthority:
                                 )  # type: ignore[arg-type]
                             )
                     if new_rows:
-                        connection.execute(table.insert(), new_rows)
+                        connection.execute(_INSERT_RESERVATION, new_rows)
                     return reservations
             except IntegrityError as exc:  # a concurrent request with the same id committed first: read theirs
                 last = exc
@@ -403,13 +420,13 @@ class CertificateAuthority:
                     won = []
                     for request, reservation, der in zip(requests, reservations, ders, strict=True):
                         result = connection.execute(
-                            table.update()
-                            .where(
-                                table.c.authority == request.kind,
-                                table.c.serial_hex == serial_hex(reservation.serial),
-                                table.c.state == CertificateState.RESERVED,
-                            )
-                            .values(state=CertificateState.ISSUED, der=der, issued_at=issued_at)
+                            _STORE_ISSUED,
+                            {
+                                "kind": request.kind,
+                                "serial": serial_hex(reservation.serial),
+                                "der": der,
+                                "issued_at": issued_at,
+                            },
                         )
                         won.append(result.rowcount == 1)
                 break

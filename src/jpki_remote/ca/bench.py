@@ -1,16 +1,25 @@
 """`jpki-remote bench issue`: certificate pairs per second through the full issuance path.
 
 For each key store (encrypted file, SoftHSM2) the benchmark sets up fresh authorities in a temporary database and
-issues ``pairs`` auth+signature pairs from ``threads`` threads, every pair going through serial reservation,
-pkilint, the key-store signature and storage. The reference, measured in the same run, is the bare work
-pyca/cryptography does for the same two certificates: build + sign with an in-memory key, no lint, no database.
+issues ``pairs`` auth+signature pairs, every pair going through serial reservation, pkilint, the key-store signature
+and storage. The CA scales out by processes: each issuing process is an independent
+:class:`~jpki_remote.ca.authority.CertificateAuthority` over the shared database and key store, coordinated only by
+the database (the reservation row per request id and the conditional store), exactly as several CA instances of a
+deployment are. By default there is one issuing process per CPU, each issuing from one thread and linting in that
+thread — on CPython, threads of one process share one interpreter lock, and handing lint to a process pool costs
+more in scheduling and pickling than it saves (both layouts stay selectable to compare).
+
+The reference, measured in the same run, is the bare work pyca/cryptography does for the same two certificates:
+build + sign with an in-memory key, no lint, no database.
 Holder keys are generated once up front (card key generation is the card's job, not the CA's).
 """
 
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
+import secrets
 import shutil
 import tempfile
 import threading
@@ -21,8 +30,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from jpki_remote.ca import profiles
@@ -40,6 +50,8 @@ from jpki_remote.config import Settings
 from jpki_remote.store import Database
 
 MAX_PAIRS = 100_000
+MAX_PROCESSES = 64
+CARD_EXPIRY = date(2035, 1, 1)
 HOLDER = HolderIdentity(
     holder_ref="bench",
     municipality_code="13221",
@@ -50,6 +62,23 @@ HOLDER = HolderIdentity(
     prefecture="Tokyo-to",
     city="Kiyose-shi",
 )
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How the run issues: ``processes`` independent CertificateAuthority processes over one database and key
+    store (how the CA scales out), each with ``threads`` issuing threads and ``lint_workers`` lint processes."""
+
+    processes: int
+    threads: int
+    lint_workers: int
+
+    def __str__(self) -> str:
+        return (
+            f"{self.processes} issuing process{'es' if self.processes != 1 else ''} × {self.threads} "
+            f"thread{'s' if self.threads != 1 else ''}, lint "
+            + (f"in {self.lint_workers} worker processes each" if self.lint_workers else "in the issuing thread")
+        )
 
 
 def _cpu_seconds(pids: list[int]) -> float:
@@ -134,50 +163,173 @@ def _lint_only(count: int, keys: list[rsa.RSAPrivateKey], settings: Settings) ->
     return (time.perf_counter() - start) / count * 1000
 
 
-def _full_path(
-    label: str,
-    pairs: int,
-    threads: int,
-    linter: Linter,
-    keystore: KeyStore,
-    database_url: str,
-    settings: Settings,
-    keys: list[rsa.RSAPrivateKey],
-) -> Result:
-    db = Database(database_url)
-    db.create_schema()
+@dataclass(frozen=True)
+class StoreSpec:
+    """How an issuing process opens the run's key store (picklable: crosses into spawned processes)."""
+
+    kind: str  # "file" or "pkcs11"
+    directory: str = ""  # file: the key directory
+    passphrase: str = ""
+    module: str = ""  # pkcs11
+    token_label: str = ""
+    user_pin: str = ""
+
+    def open(self) -> KeyStore:
+        if self.kind == "file":
+            from jpki_remote.ca.keystore.files import FileKeyStore
+
+            return FileKeyStore(Path(self.directory), self.passphrase)
+        from jpki_remote.ca.keystore.pkcs11 import Pkcs11KeyStore
+
+        return Pkcs11KeyStore(self.module, self.token_label, self.user_pin)
+
+
+@dataclass(frozen=True)
+class _Share:
+    """One issuing process's part of a run."""
+
+    database_url: str
+    store: StoreSpec
+    settings: Settings
+    auth_key: bytes  # DER SubjectPublicKeyInfo
+    sign_key: bytes
+    run: str
+    first: int
+    count: int
+    threads: int
+    lint_workers: int
+
+
+@dataclass(frozen=True)
+class _ShareResult:
+    started: float  # time.perf_counter() (CLOCK_MONOTONIC: comparable across processes on one machine)
+    finished: float
+    latencies: list[float]
+    cpu_seconds: float
+
+
+def _issue_share(share: _Share, ready: Callable[[], None] | None = None) -> _ShareResult:
+    """Issue ``share.count`` pairs from ``share.threads`` threads through one CertificateAuthority.
+
+    ``ready`` is called after the warm-up (authority loading, validator containers, one session per thread) and
+    returns when every process of the run is ready, so the timed part of all processes starts together."""
+    db = Database(share.database_url)
+    keystore = share.store.open()
+    linter = Linter(share.lint_workers)
     try:
-        setup_authorities(db, keystore, settings)
-        ca = CertificateAuthority(db, keystore, settings, linter=linter)
-        run = os.urandom(4).hex()
-        auth_key, sign_key = keys[0].public_key(), keys[1].public_key()
-        # warm up: authority loading, validator containers in every lint worker, a session per thread
-        with ThreadPoolExecutor(threads) as pool:
+        ca = CertificateAuthority(db, keystore, share.settings, linter=linter)
+        auth_key = serialization.load_der_public_key(share.auth_key)
+        sign_key = serialization.load_der_public_key(share.sign_key)
+        assert isinstance(auth_key, rsa.RSAPublicKey) and isinstance(sign_key, rsa.RSAPublicKey)
+        warm = max(share.threads, share.lint_workers) * 2
+        with ThreadPoolExecutor(share.threads) as pool:
             list(
                 pool.map(
-                    lambda i: ca.issue_pair(f"warm-{run}-{i}", HOLDER, auth_key, sign_key, date(2035, 1, 1)),
-                    range(max(threads, linter.workers) * 2),
+                    lambda i: ca.issue_pair(f"warm-{share.run}-{i}", HOLDER, auth_key, sign_key, CARD_EXPIRY),
+                    range(share.first, share.first + warm),
                 )
             )
+        if ready is not None:
+            ready()
         latencies: list[float] = []
         lock = threading.Lock()
 
         def one(i: int) -> None:
             t0 = time.perf_counter()
-            ca.issue_pair(f"bench-{run}-{i}", HOLDER, auth_key, sign_key, date(2035, 1, 1))
+            ca.issue_pair(f"bench-{share.run}-{i}", HOLDER, auth_key, sign_key, CARD_EXPIRY)
             elapsed = time.perf_counter() - t0
             with lock:
                 latencies.append(elapsed)
 
         pids = linter.worker_pids()
         cpu = _cpu_seconds(pids)
-        start = time.perf_counter()
-        with ThreadPoolExecutor(threads) as pool:
-            list(pool.map(one, range(pairs)))
-        seconds = time.perf_counter() - start
-        return Result(label, pairs, seconds, latencies, _cpu_seconds(pids) - cpu)
+        started = time.perf_counter()
+        with ThreadPoolExecutor(share.threads) as pool:
+            list(pool.map(one, range(share.first, share.first + share.count)))
+        finished = time.perf_counter()
+        return _ShareResult(started, finished, latencies, _cpu_seconds(pids) - cpu)
     finally:
+        linter.close()
+        keystore.close()
         db.dispose()
+
+
+def _process_main(share: _Share, barrier: Any, results: Any) -> None:
+    """Entry point of a spawned issuing process: its result (or its error) goes back through ``results``."""
+    for name in ("alembic", "jpki_remote.ca.setup"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    try:
+        results.put(_issue_share(share, lambda: barrier.wait(timeout=600)))
+    except BaseException as exc:  # reported to the parent, which fails the run with it
+        barrier.abort()
+        results.put(f"{type(exc).__name__}: {exc}")
+
+
+def _run_shares(shares: list[_Share]) -> list[_ShareResult]:
+    if len(shares) == 1:
+        return [_issue_share(shares[0])]
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(len(shares))
+    results = context.Queue()
+    processes = [context.Process(target=_process_main, args=(share, barrier, results)) for share in shares]
+    for process in processes:
+        process.start()
+    try:
+        answers = [results.get(timeout=1800) for _ in processes]
+    finally:
+        for process in processes:
+            process.join(timeout=60)
+            if process.is_alive():
+                process.kill()
+    errors = [a for a in answers if isinstance(a, str)]
+    if errors:
+        raise RuntimeError("an issuing process failed: " + "; ".join(errors))
+    return answers
+
+
+def _full_path(
+    label: str,
+    pairs: int,
+    layout: Layout,
+    store: StoreSpec,
+    database_url: str,
+    settings: Settings,
+    keys: list[rsa.RSAPrivateKey],
+) -> Result:
+    db = Database(database_url)
+    db.create_schema()
+    keystore = store.open()
+    try:
+        setup_authorities(db, keystore, settings)
+    finally:
+        keystore.close()
+        db.dispose()
+    spki = serialization.PublicFormat.SubjectPublicKeyInfo
+    auth_key, sign_key = (k.public_key().public_bytes(serialization.Encoding.DER, spki) for k in keys[:2])
+    run = os.urandom(4).hex()
+    per_process, extra = divmod(pairs, layout.processes)
+    shares, first = [], 0
+    for n in range(layout.processes):
+        count = per_process + (1 if n < extra else 0)
+        shares.append(
+            _Share(
+                database_url,
+                store,
+                settings,
+                auth_key,
+                sign_key,
+                run,
+                first,
+                count,
+                layout.threads,
+                layout.lint_workers,
+            )
+        )
+        first += count + 1000  # warm-up request ids of each process stay apart too
+    done = _run_shares([share for share in shares if share.count > 0])
+    seconds = max(d.finished for d in done) - min(d.started for d in done)
+    latencies = [latency for d in done for latency in d.latencies]
+    return Result(label, pairs, seconds, latencies, sum(d.cpu_seconds for d in done))
 
 
 @contextmanager
@@ -204,63 +356,60 @@ def _temporary_database(server_url: str, workdir: Path) -> Iterator[str]:
         admin.dispose()
 
 
-def _open_store(kind: str, directory: Path) -> tuple[KeyStore, Callable[[], None]]:
+def _open_store(kind: str, directory: Path) -> tuple[StoreSpec, Callable[[], None]]:
+    """A fresh key store of ``kind`` for one run, and how to clean up after it."""
     if kind == "file":
-        from jpki_remote.ca.keystore.files import FileKeyStore
-
-        store: KeyStore = FileKeyStore(directory / "keys", "bench passphrase")
-        return store, store.close
-    from jpki_remote.ca.keystore.pkcs11 import Pkcs11KeyStore
+        return StoreSpec("file", directory=str(directory / "keys"), passphrase=secrets.token_hex(16)), lambda: None
     from jpki_remote.ca.keystore.softhsm import create_softhsm_token
 
     token = create_softhsm_token(directory / "hsm")
     previous = os.environ.get("SOFTHSM2_CONF")
-    os.environ["SOFTHSM2_CONF"] = str(token.conf)
-    store = Pkcs11KeyStore(token.module, token.label, token.user_pin)
+    os.environ["SOFTHSM2_CONF"] = str(token.conf)  # inherited by the issuing processes
 
     def close() -> None:
-        store.close()
         if previous is None:
             os.environ.pop("SOFTHSM2_CONF", None)
         else:
             os.environ["SOFTHSM2_CONF"] = previous
 
-    return store, close
+    return StoreSpec("pkcs11", module=token.module, token_label=token.label, user_pin=token.user_pin), close
 
 
 def run_issue_benchmark(
-    *, pairs: int, threads: int, lint_workers: int, keystores: list[str], database_url: str = ""
+    *,
+    pairs: int,
+    processes: int,
+    threads: int,
+    lint_workers: int,
+    keystores: list[str],
+    database_url: str = "",
 ) -> int:
     for name in ("alembic", "jpki_remote.ca.setup"):  # set-up chatter would drown the figures
         logging.getLogger(name).setLevel(logging.WARNING)
     pairs = max(1, min(pairs, MAX_PAIRS))
-    threads = max(1, threads)
-    settings = Settings(data_dir=Path(tempfile.gettempdir()), ca_lint_workers=lint_workers)
+    layout = Layout(max(1, min(processes, MAX_PROCESSES)), max(1, threads), max(0, lint_workers))
+    settings = Settings(data_dir=Path(tempfile.gettempdir()), ca_lint_workers=layout.lint_workers)
     print(
-        f"bench issue: {pairs} pairs per run, {threads} threads, {lint_workers} lint processes, "
-        f"{os.cpu_count()} CPUs, database {'PostgreSQL' if database_url.startswith('postgres') else 'SQLite'}"
+        f"bench issue: {pairs} pairs per run, {layout}, {os.cpu_count()} CPUs, "
+        f"database {'PostgreSQL' if database_url.startswith('postgres') else 'SQLite'}"
     )
     load = os.getloadavg()
     keys = [rsa.generate_private_key(public_exponent=65537, key_size=2048) for _ in range(3)]
     reference = _reference(pairs, keys, settings)
     lint_ms = _lint_only(min(pairs, 200), keys, settings)
     results = [reference]
-    linter = Linter(lint_workers)
-    try:
-        for kind in keystores:
-            workdir = Path(tempfile.mkdtemp(prefix=f"jpki-bench-{kind}-"))
+    for kind in keystores:
+        workdir = Path(tempfile.mkdtemp(prefix=f"jpki-bench-{kind}-"))
+        try:
+            store, close = _open_store(kind, workdir)
             try:
-                store, close = _open_store(kind, workdir)
-                try:
-                    label = "full path, encrypted key file" if kind == "file" else "full path, SoftHSM2 (PKCS#11)"
-                    with _temporary_database(database_url, workdir) as url:
-                        results.append(_full_path(label, pairs, threads, linter, store, url, settings, keys))
-                finally:
-                    close()
+                label = "full path, encrypted key file" if kind == "file" else "full path, SoftHSM2 (PKCS#11)"
+                with _temporary_database(database_url, workdir) as url:
+                    results.append(_full_path(label, pairs, layout, store, url, settings, keys))
             finally:
-                shutil.rmtree(workdir, ignore_errors=True)
-    finally:
-        linter.close()
+                close()
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
     print(f"pkilint in-process: {lint_ms:.2f} ms per certificate ({1000 / lint_ms / 2:.0f} pairs/s on one core)")
     print(f"load average before: {load[0]:.2f}  after: {os.getloadavg()[0]:.2f} (other work on the machine)")
     print(

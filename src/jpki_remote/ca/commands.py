@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -83,8 +84,13 @@ def register(subparsers: argparse._SubParsersAction, bench: argparse._SubParsers
 
     bench_issue = bench.add_parser("issue", help="certificate pairs/s through reserve, lint, sign, store")
     bench_issue.add_argument("--pairs", type=int, default=400, help="pairs per key store (bounded)")
-    bench_issue.add_argument("--threads", type=int, default=4, help="issuing threads")
-    bench_issue.add_argument("--lint-workers", type=int, default=2, help="lint processes (0: lint in the thread)")
+    bench_issue.add_argument(
+        "--processes", type=int, default=os.cpu_count() or 1, help="issuing processes (default: one per CPU)"
+    )
+    bench_issue.add_argument("--threads", type=int, default=1, help="issuing threads per process")
+    bench_issue.add_argument(
+        "--lint-workers", type=int, default=0, help="lint processes per issuing process (0: lint in the thread)"
+    )
     bench_issue.add_argument("--keystore", choices=["file", "pkcs11", "both"], default="both")
     bench_issue.add_argument(
         "--database-url",
@@ -400,6 +406,7 @@ def _bench_issue(args: argparse.Namespace) -> int:
 
     return run_issue_benchmark(
         pairs=args.pairs,
+        processes=args.processes,
         threads=args.threads,
         lint_workers=args.lint_workers,
         keystores=["file", "pkcs11"] if args.keystore == "both" else [args.keystore],
