@@ -203,8 +203,6 @@ def test_counter_issuance_with_a_bad_photo_is_a_4xx(module_web: SecWeb) -> None:
 
 
 # ---- the OpenAPI document --------------------------------------------------------------------------------------
-@pytest.mark.xfail(strict=True, reason="finding S-12: the OpenAPI document describes only 200/422, not the 401/403/"
-                   "404/409/413/429 answers nor the error body every client must handle")
 def test_openapi_documents_the_error_answers(module_web: SecWeb) -> None:
     document = module_web.client.get(f"{API}/openapi.json").json()
     operation = document["paths"]["/api/v1/procedures/{procedure_id}"]["get"]

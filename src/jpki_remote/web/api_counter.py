@@ -22,6 +22,7 @@ from jpki_remote.config import Settings
 from jpki_remote.store import Database
 from jpki_remote.terminal.models import TerminalKind
 from jpki_remote.web.callers import TerminalCaller, terminal_caller
+from jpki_remote.web.error_answers import COUNTER, PARAMETERS
 from jpki_remote.web.errors import ApiError
 from jpki_remote.web.login import StaffCaller, staff_resolver
 
@@ -34,7 +35,7 @@ def _normalise(text: str) -> str:
 
 
 def create_counter_router(settings: Settings, database: Database) -> APIRouter:
-    router = APIRouter(tags=["counter"])
+    router = APIRouter(tags=["counter"], responses=COUNTER)
     caller = terminal_caller(settings, database)
     signed_in_staff = staff_resolver(settings, database)
 
@@ -47,7 +48,7 @@ def create_counter_router(settings: Settings, database: Database) -> APIRouter:
         request.state.counter = who
         return staff
 
-    @router.get("/registry/residents")
+    @router.get("/registry/residents", responses=PARAMETERS)
     def residents(
         request: Request,
         staff: Annotated[StaffCaller, Depends(staff_at_counter)],

@@ -8,10 +8,11 @@ from fastapi import APIRouter, Depends
 from jpki_remote.config import Settings
 from jpki_remote.store import Database
 from jpki_remote.web.callers import TerminalCaller, terminal_caller
+from jpki_remote.web.error_answers import TERMINAL
 
 
 def create_terminal_router(settings: Settings, database: Database) -> APIRouter:
-    router = APIRouter(tags=["terminals"])
+    router = APIRouter(tags=["terminals"], responses=TERMINAL)
     caller = terminal_caller(settings, database)
 
     @router.get("/terminals/me")

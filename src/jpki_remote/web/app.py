@@ -18,8 +18,10 @@ JSON API under ``/api/v1`` (OpenAPI at ``/api/v1/openapi.json``, docs at ``/api/
 Other packages' routers are mounted when present: OCSP/CRL (``ca.status``) at ``/ocsp`` and ``/crl``, analytics at
 its own prefix. ``web/pages`` holds the templates and static files of the HTML pages.
 
-Every error is JSON with a stable code and a Japanese and English message; request bodies are capped; a procedure
-is visible only to the terminal that started it, and starting one answers the same for any well-formed card id.
+Every error is JSON with a stable code and a Japanese and English message — one model
+(:mod:`jpki_remote.web.error_answers`), which each route declares in the OpenAPI document for the statuses it can
+answer; request bodies are capped; a procedure is visible only to the terminal that started it, and starting one
+answers the same for any well-formed card id.
 
 Rate limits (:mod:`jpki_remote.procedures.attempts`) count procedure starts, face captures and security-code sends
 and entries per card, terminal and client address (:mod:`jpki_remote.web.client_address`; ``X-Forwarded-For`` only
@@ -41,6 +43,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
 from fastapi import Path as Path_
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
@@ -53,6 +56,23 @@ from jpki_remote.terminal import service as terminals
 from jpki_remote.terminal.models import SessionRole, Terminal, TerminalKind
 from jpki_remote.web import schemas
 from jpki_remote.web.client_address import client_address, parse_trusted
+from jpki_remote.web.error_answers import (
+    ADMIN,
+    ADMIN_CHANGE,
+    AGENT,
+    COUNTER,
+    ENGINE,
+    JSON_BODY,
+    LIMITED,
+    NOT_FOUND,
+    PARAMETERS,
+    PROCEDURE,
+    STARTING,
+    STEP,
+    TERMINAL,
+    document_error_answers,
+    error_answers,
+)
 from jpki_remote.web.errors import ApiError, error_body, install_error_handlers
 
 log = logging.getLogger(__name__)
@@ -206,6 +226,7 @@ def create_app(
     app.state.db = database
     app.state.get_engine = get_engine
     install_error_handlers(app)
+    document_error_answers(app)
 
     def caller(authorization: Annotated[str | None, Header()] = None) -> Caller:
         token = (authorization or "").removeprefix("Bearer ").strip()
@@ -244,13 +265,13 @@ def create_app(
     def health() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 
-    @api.post("/terminals/challenge", tags=["terminals"])
+    @api.post("/terminals/challenge", tags=["terminals"], responses=JSON_BODY)
     def terminal_challenge(body: schemas.ChallengeRequest) -> dict[str, str]:
         with database.session() as session:
             nonce = terminals.issue_challenge(session, body.terminal_id)
         return {"nonce": base64.urlsafe_b64encode(nonce).decode().rstrip("=")}
 
-    @api.post("/terminals/session", tags=["terminals"])
+    @api.post("/terminals/session", tags=["terminals"], responses=TERMINAL | JSON_BODY)
     def terminal_session(body: schemas.SessionRequest) -> dict[str, str]:
         nonce, signature = _b64(body.nonce), _b64(body.signature)
         with database.session() as session:  # commits the used-up challenge, also when the signature is refused
@@ -259,7 +280,7 @@ def create_app(
             raise ApiError(401, "terminal_auth_failed")
         return {"token": issued.token, "expires_at": issued.expires_at.isoformat(), "role": issued.role.value}
 
-    @api.post("/terminals/browser-link", tags=["terminals"])
+    @api.post("/terminals/browser-link", tags=["terminals"], responses=AGENT)
     def browser_link(who: Annotated[Caller, Depends(agent)], authorization: Annotated[str, Header()]) -> dict:
         with database.session() as session:
             row = terminals.resolve_session(session, authorization.removeprefix("Bearer ").strip())
@@ -267,7 +288,7 @@ def create_app(
             code = terminals.create_browser_link(session, row)
         return {"code": code, "terminal_id": who.terminal_id}
 
-    @api.post("/terminals/browser-session", tags=["terminals"])
+    @api.post("/terminals/browser-session", tags=["terminals"], responses=TERMINAL | JSON_BODY)
     def browser_session(body: schemas.BrowserSessionRequest) -> dict[str, str]:
         try:
             with database.session() as session:
@@ -276,7 +297,7 @@ def create_app(
             raise ApiError(401, "terminal_auth_failed") from None
         return {"token": issued.token, "expires_at": issued.expires_at.isoformat(), "role": issued.role.value}
 
-    @api.get("/terminals/procedure", tags=["terminals"])
+    @api.get("/terminals/procedure", tags=["terminals"], responses=TERMINAL | ENGINE)
     def terminal_procedure(who: Annotated[Caller, Depends(caller)]) -> dict:
         """The procedure this terminal is running (the agent polls it to pick up what the page started)."""
         from sqlalchemy import select
@@ -291,7 +312,7 @@ def create_app(
             ).first()
         return {"procedure": None if pid is None else get_engine().view(pid, who.terminal_id)}
 
-    @api.delete("/terminals/session", tags=["terminals"])
+    @api.delete("/terminals/session", tags=["terminals"], responses=TERMINAL)
     def end_session(_who: Annotated[Caller, Depends(caller)], authorization: Annotated[str, Header()]) -> dict:
         with database.session() as session:
             terminals.end_session(session, authorization.removeprefix("Bearer ").strip())
@@ -300,7 +321,7 @@ def create_app(
     # ---- procedures ----------------------------------------------------------------------------------------
     channel_of = {TerminalKind.KIOSK: "kiosk", TerminalKind.APP: "online", TerminalKind.COUNTER: "counter"}
 
-    @api.post("/procedures", status_code=201, tags=["procedures"])
+    @api.post("/procedures", status_code=201, tags=["procedures"], responses=TERMINAL | JSON_BODY | STARTING | LIMITED)
     def start(body: schemas.StartRequest, who: Annotated[Caller, Depends(caller)], request: Request) -> dict:
         return get_engine().start(
             kind=body.kind,
@@ -313,7 +334,7 @@ def create_app(
             address=address_of(request),
         )
 
-    @api.get("/procedures/{procedure_id}", tags=["procedures"])
+    @api.get("/procedures/{procedure_id}", tags=["procedures"], responses=TERMINAL | PROCEDURE)
     def status(procedure_id: str, who: Annotated[Caller, Depends(caller)]) -> dict:
         return get_engine().view(procedure_id, who.terminal_id)
 
@@ -326,11 +347,11 @@ def create_app(
             procedure_id, who.terminal_id, seq=body.seq, responses=responses, new_pin=new_pin, event=body.event
         )
 
-    @api.post("/procedures/{procedure_id}/exchange", tags=["procedures"])
+    @api.post("/procedures/{procedure_id}/exchange", tags=["procedures"], responses=AGENT | JSON_BODY | STEP)
     def exchange(procedure_id: str, body: schemas.ExchangeRequest, who: Annotated[Caller, Depends(agent)]) -> dict:
         return _exchange(procedure_id, body, who, None)
 
-    @api.post("/procedures/{procedure_id}/new-pin", tags=["procedures"])
+    @api.post("/procedures/{procedure_id}/new-pin", tags=["procedures"], responses=AGENT | JSON_BODY | STEP)
     def new_pin(procedure_id: str, body: schemas.NewPinRequest, who: Annotated[Caller, Depends(agent)]) -> dict:
         """Exchange carrying the holder's new PIN (reset): used in memory to build the secure-messaging command."""
         pin = body.new_pin
@@ -339,7 +360,7 @@ def create_app(
         finally:
             del pin
 
-    @api.post("/procedures/{procedure_id}/face", tags=["procedures"])
+    @api.post("/procedures/{procedure_id}/face", tags=["procedures"], responses=TERMINAL | JSON_BODY | STEP)
     def face(
         procedure_id: str, body: schemas.FaceRequest, who: Annotated[Caller, Depends(caller)], request: Request
     ) -> dict:
@@ -351,22 +372,22 @@ def create_app(
         finally:
             frames.clear()  # the images are not kept beyond the comparison
 
-    @api.post("/procedures/{procedure_id}/code/request", tags=["procedures"])
+    @api.post("/procedures/{procedure_id}/code/request", tags=["procedures"], responses=TERMINAL | STEP | LIMITED)
     def code_request(procedure_id: str, who: Annotated[Caller, Depends(caller)], request: Request) -> dict:
         return get_engine().request_code(procedure_id, who.terminal_id, address=address_of(request))
 
-    @api.post("/procedures/{procedure_id}/code/verify", tags=["procedures"])
+    @api.post("/procedures/{procedure_id}/code/verify", tags=["procedures"], responses=TERMINAL | JSON_BODY | STEP)
     def code_verify(
         procedure_id: str, body: schemas.CodeVerifyRequest, who: Annotated[Caller, Depends(caller)], request: Request
     ) -> dict:
         return get_engine().verify_code(procedure_id, who.terminal_id, body.code, address=address_of(request))
 
-    @api.post("/procedures/{procedure_id}/cancel", tags=["procedures"])
+    @api.post("/procedures/{procedure_id}/cancel", tags=["procedures"], responses=TERMINAL | STEP)
     def cancel(procedure_id: str, who: Annotated[Caller, Depends(caller)]) -> dict:
         return get_engine().cancel(procedure_id, who.terminal_id)
 
     # ---- counter ---------------------------------------------------------------------------------------------
-    @api.post("/counter/procedures", status_code=201, tags=["counter"])
+    @api.post("/counter/procedures", status_code=201, tags=["counter"], responses=COUNTER | JSON_BODY | STARTING)
     def counter_start(body: schemas.CounterStartRequest, who: Annotated[Caller, Depends(counter)]) -> dict:
         return get_engine().start(
             kind=body.kind,
@@ -378,14 +399,14 @@ def create_app(
             actor=f"staff:{who.staff_id}",
         )
 
-    @api.post("/counter/procedures/{procedure_id}/staff-check", tags=["counter"])
+    @api.post("/counter/procedures/{procedure_id}/staff-check", tags=["counter"], responses=COUNTER | JSON_BODY | STEP)
     def staff_check(
         procedure_id: str, body: schemas.StaffCheckRequest, who: Annotated[Caller, Depends(counter)]
     ) -> dict:
         get_engine().view(procedure_id, who.terminal_id)  # only this counter's procedures
         return get_engine().record_staff_check(procedure_id, str(who.staff_id), body.documents)
 
-    @api.post("/counter/issuance", status_code=201, tags=["counter"])
+    @api.post("/counter/issuance", status_code=201, tags=["counter"], responses=COUNTER | JSON_BODY | STARTING)
     def issuance(body: schemas.IssuanceRequest, who: Annotated[Caller, Depends(counter)]) -> dict:
         """交付: the delivered card, the ID documents checked, the photo (only its encoding is kept), contacts."""
         photo = _image_b64(body.photo) if body.photo else None
@@ -407,7 +428,12 @@ def create_app(
         finally:
             photo = None
 
-    @api.post("/counter/registry-events", status_code=201, tags=["counter"])
+    @api.post(
+        "/counter/registry-events",
+        status_code=201,
+        tags=["counter"],
+        responses=COUNTER | JSON_BODY | STARTING | NOT_FOUND,
+    )
     def registry_event(body: schemas.RegistryEventRequest, who: Annotated[Caller, Depends(counter)]) -> dict:
         from sqlalchemy import select
 
@@ -471,12 +497,12 @@ def create_app(
             for lock in locks
         ]
 
-    @api.get("/registry/cards/{card_id}/limits", tags=["counter"])
+    @api.get("/registry/cards/{card_id}/limits", tags=["counter"], responses=COUNTER | NOT_FOUND | ENGINE)
     def card_limits(card_id: str, who: Annotated[Caller, Depends(counter)]) -> dict:
         locks = staff_card(card_id, who).status(card_id=card_id)
         return {"card_id": card_id, "locked": bool(locks), "lockouts": _lockouts(locks)}
 
-    @api.post("/registry/cards/{card_id}/unlock", tags=["counter"])
+    @api.post("/registry/cards/{card_id}/unlock", tags=["counter"], responses=COUNTER | JSON_BODY | NOT_FOUND | ENGINE)
     def unlock(card_id: str, body: schemas.UnlockRequest, who: Annotated[Caller, Depends(counter)]) -> dict:
         """Staff lift the card's lockout after checking the holder's ID documents (``Limits.lift``, audited)."""
         limits = staff_card(card_id, who)
@@ -487,11 +513,11 @@ def create_app(
         return {"card_id": card_id, "lifted": _lockouts(lifted), "locked": False}
 
     # ---- admin -----------------------------------------------------------------------------------------------
-    @api.get("/admin/policy", tags=["admin"], dependencies=[Depends(admin)])
+    @api.get("/admin/policy", tags=["admin"], dependencies=[Depends(admin)], responses=ADMIN)
     def policy() -> dict:
         return get_engine().policy.as_dict()
 
-    @api.get("/admin/audit", tags=["admin"], dependencies=[Depends(admin)])
+    @api.get("/admin/audit", tags=["admin"], dependencies=[Depends(admin)], responses=ADMIN | PARAMETERS)
     def audit(
         after: Annotated[int, Query(ge=-AUDIT_BOUND, le=AUDIT_BOUND)] = 0,
         limit: Annotated[int, Query(ge=-AUDIT_BOUND, le=AUDIT_BOUND)] = 50,
@@ -512,7 +538,12 @@ def create_app(
         head = latest_head_view(database, settings)
         return {"size": log_.size(), "events": [_event_dict(e) for e in events], "signed_head": head}
 
-    @api.get("/admin/audit/{seq}/proof", tags=["admin"], dependencies=[Depends(admin)])
+    @api.get(
+        "/admin/audit/{seq}/proof",
+        tags=["admin"],
+        dependencies=[Depends(admin)],
+        responses=ADMIN | PARAMETERS | NOT_FOUND,
+    )
     def audit_proof(seq: Annotated[int, Path_(ge=0, le=AUDIT_BOUND)]) -> dict:
         """Inclusion proof of event ``seq`` (0-based) with ``leaf_data`` and the head's signing public key."""
         from jpki_remote.web.audit_view import NoSuchEvent, inclusion_proof_view
@@ -522,7 +553,7 @@ def create_app(
         except NoSuchEvent:
             raise ApiError(404) from None
 
-    @api.post("/admin/recover", tags=["admin"], dependencies=[Depends(admin)])
+    @api.post("/admin/recover", tags=["admin"], dependencies=[Depends(admin)], responses=ADMIN_CHANGE | ENGINE)
     def recover() -> dict:
         return {"recovered": [{"id": pid, "outcome": outcome} for pid, outcome in get_engine().recover()]}
 
@@ -565,7 +596,11 @@ def _mount_others(app: FastAPI, settings: Settings, database: Database, admin: A
     try:
         from jpki_remote.analytics.web import create_router
 
-        app.include_router(create_router(database, dependencies=[Depends(admin)]))
+        router = create_router(database, dependencies=[Depends(admin)])
+        for route in router.routes:  # the data routes' own refusals: no data (404), parameters, no live database
+            if isinstance(route, APIRoute) and route.dependant.query_params:
+                route.responses = error_answers(404, 422, 503) | route.responses
+        app.include_router(router, responses=ADMIN)
     except Exception as exc:
         log.warning("analytics endpoints not mounted: %s", exc)
 

@@ -44,6 +44,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from jpki_remote.config import Settings
 from jpki_remote.store import Database
 from jpki_remote.terminal import staff as staff_accounts
+from jpki_remote.web.error_answers import error_answers
 from jpki_remote.web.errors import ApiError, error_body
 from jpki_remote.web.login_models import LoginSession
 
@@ -54,6 +55,10 @@ MAX_LOGIN_BODY = 4096
 TOUCH_EVERY = timedelta(seconds=30)  # last_used_at is written at most this often
 STAFF_LOGIN_MESSAGE = ("職員のサインインが必要です。", "A member of staff must sign in.")
 CSRF_MESSAGE = ("画面を読み込み直してから操作してください。", "Reload the page and try again (CSRF check failed).")
+# sign-in: a refused token or password (401), a form posted from another site (403), a body over the cap or unreadable
+SIGN_IN_ANSWERS = error_answers(401, 403, 413, 422) | {
+    303: {"description": "an HTML form post: on to `next` when signed in, back to the form when refused"}
+}
 
 
 def cookie_name(role: str) -> str:
@@ -299,7 +304,7 @@ def create_login_router(settings: Settings, database: Database, admin_token: Cal
         response.headers["Cache-Control"] = "no-store"
         return response
 
-    @router.post("/api/v1/login/admin")
+    @router.post("/api/v1/login/admin", responses=SIGN_IN_ANSWERS)
     async def login_admin(request: Request) -> Response:
         parsed = await _credentials(request)
         if parsed is None:
@@ -315,7 +320,7 @@ def create_login_router(settings: Settings, database: Database, admin_token: Cal
         signed = sessions.create("admin", admin_fingerprint(expected))
         return signed_in(request, form, signed, next_path, {})
 
-    @router.post("/api/v1/login/staff")
+    @router.post("/api/v1/login/staff", responses=SIGN_IN_ANSWERS)
     async def login_staff(request: Request) -> Response:
         parsed = await _credentials(request)
         if parsed is None:
@@ -363,7 +368,11 @@ def create_login_router(settings: Settings, database: Database, admin_token: Cal
                 }
         return JSONResponse(answer, headers={"Cache-Control": "no-store"})
 
-    @router.post("/api/v1/logout")
+    @router.post(
+        "/api/v1/logout",
+        status_code=204,
+        responses={303: {"description": "an HTML form post: back to the start page"}} | error_answers(413),
+    )
     async def logout(request: Request) -> Response:
         parsed = await _credentials(request)
         fields, form = parsed if parsed is not None else ({}, False)
