@@ -122,3 +122,29 @@ def test_errors_are_one_clear_line(env: Path, capsys: pytest.CaptureFixture[str]
     assert main(["ca", "issue", "--kind", "authentication", "--public-key", str(pub), *HOLDER_ARGS[:-2],
                  "--card-expiry", "tomorrow"]) == 1  # fmt: skip
     assert "YYYY-MM-DD" in capsys.readouterr().err
+
+
+def test_setup_renews_the_ocsp_signers_on_request_and_re_signs_their_responses(
+    env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["ca", "setup", "--export", str(env / "before")]) == 0
+    _, _, pub = _openssl_key(env, "auth")
+    assert main(["ca", "issue", "--kind", "authentication", "--public-key", str(pub), *HOLDER_ARGS]) == 0
+    capsys.readouterr()
+
+    assert main(["ca", "setup", "--renew-ocsp", "--export", str(env / "after")]) == 0
+    out = capsys.readouterr().out
+    assert "authentication CA (exists, OCSP responder certificate renewed; OCSP responses of 1 certificate(s)" in out
+    assert "signature CA (exists, OCSP responder certificate renewed; OCSP responses of 0 certificate(s)" in out
+    for kind in ("signature", "authentication"):
+        old = x509.load_pem_x509_certificate((env / "before" / f"{kind}-ocsp.pem").read_bytes())
+        new = x509.load_pem_x509_certificate((env / "after" / f"{kind}-ocsp.pem").read_bytes())
+        assert new.serial_number != old.serial_number and new.public_key() == old.public_key()
+
+    assert main(["ca", "setup", "--new-ocsp-key", "--no-ocsp-refresh", "--export", str(env / "replaced")]) == 0
+    out = capsys.readouterr().out
+    assert out.count("renewed; its precomputed OCSP responses are due (background refresher)") == 2
+    replaced = x509.load_pem_x509_certificate((env / "replaced" / "authentication-ocsp.pem").read_bytes())
+    assert replaced.public_key() != new.public_key()
+    assert main(["ca", "setup"]) == 0
+    assert "renewed" not in capsys.readouterr().out

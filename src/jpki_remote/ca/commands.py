@@ -33,6 +33,17 @@ def register(subparsers: argparse._SubParsersAction, bench: argparse._SubParsers
 
     setup = ca_sub.add_parser("setup", help="create both CAs and their OCSP responder certificates (idempotent)")
     setup.add_argument("--export", metavar="DIR", help="also write the CA and OCSP responder certificates as PEM")
+    setup.add_argument(
+        "--renew-ocsp", action="store_true", help="re-issue every OCSP responder certificate now (same key)"
+    )
+    setup.add_argument(
+        "--new-ocsp-key", action="store_true", help="replace the OCSP responder keys and certificates now"
+    )
+    setup.add_argument(
+        "--no-ocsp-refresh",
+        action="store_true",
+        help="after a renewal, leave re-signing the precomputed OCSP responses to the background refresher",
+    )
     setup.set_defaults(handler=_guarded(_setup))
 
     issue = ca_sub.add_parser("issue", help="issue one certificate for a CSR or public key (tests and operators)")
@@ -179,7 +190,14 @@ def _setup(args: argparse.Namespace) -> int:
     db.create_schema()
     try:
         surface_key, surface_created = ensure_card_surface_key(keystore)
-        results = setup_authorities(db, keystore, settings)
+        results = setup_authorities(
+            db,
+            keystore,
+            settings,
+            renew_ocsp=args.renew_ocsp,
+            new_ocsp_key=args.new_ocsp_key,
+            refresh_ocsp=not args.no_ocsp_refresh,
+        )
         surface_fingerprint = public_key_fingerprint(surface_key)
     finally:
         keystore.close()
@@ -187,6 +205,10 @@ def _setup(args: argparse.Namespace) -> int:
         state = "created" if result.created else "exists"
         if result.ocsp_renewed:
             state += ", OCSP responder certificate renewed"
+            if args.no_ocsp_refresh:
+                state += "; its precomputed OCSP responses are due (background refresher)"
+            else:
+                state += f"; OCSP responses of {result.ocsp_refreshed} certificate(s) re-signed"
         cert = result.certificate
         print(f"{result.kind.value} CA ({state})")
         print(f"  subject      {cert.subject.rfc4514_string()}")

@@ -107,3 +107,6 @@ class OcspResponse(Base):
     cert_status: Mapped[str] = mapped_column(String(8), default="good")  # good / revoked, as signed in `der`
     produced_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     next_update: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    # SHA-256 (hex) of the delegated OCSP signer certificate embedded in `der`. A row whose signer is not the
+    # authority's current one (renewed or replaced signer; "" for rows from before this column) is due at once.
+    signer_sha256: Mapped[str] = mapped_column(String(64), default="", server_default="")

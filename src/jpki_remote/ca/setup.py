@@ -1,15 +1,22 @@
 """Creating the two authorities (署名用認証局, 利用者証明用認証局) and their delegated OCSP responders.
 
 :func:`setup_authorities` is idempotent: an authority that exists is left alone (its keys are never replaced);
-only its OCSP responder certificate is re-issued, with the same key, when it nears its end. A CA key already in
-the key store without a database row (e.g. a new database over an existing HSM) is reused, never overwritten.
-Setup also creates the card centre's card-surface signing key (``card-surface``) when the store lacks it.
+only its OCSP responder certificate is re-issued, with the same key, when it nears its end (or when asked:
+``renew_ocsp``; ``new_ocsp_key`` replaces the responder key too). A CA key already in the key store without a
+database row (e.g. a new database over an existing HSM) is reused, never overwritten. Setup also creates the card
+centre's card-surface signing key (``card-surface``) when the store lacks it.
+
+A renewed or replaced OCSP signer makes every precomputed OCSP response signed under the old certificate due (the
+rows record their signer); unless ``refresh_ocsp=False``, setup re-signs them with the new signer before it returns
+(:func:`jpki_remote.ca.status.precompute.refresh_due`). Responders notice the new signer by themselves
+(:mod:`jpki_remote.ca.status.responder`).
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import secrets
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
@@ -72,6 +79,7 @@ class SetupResult:
     ocsp_renewed: bool  # its OCSP responder certificate was re-issued by this call
     certificate: x509.Certificate
     ocsp_certificate: x509.Certificate
+    ocsp_refreshed: int = 0  # certificates whose precomputed OCSP responses were re-signed with the new signer
 
 
 @dataclass(frozen=True)
@@ -143,10 +151,19 @@ def _ocsp_certificate(
 
 
 def setup_authorities(
-    db: Database, keystore: KeyStore, settings: Settings, now: datetime | None = None
+    db: Database,
+    keystore: KeyStore,
+    settings: Settings,
+    now: datetime | None = None,
+    *,
+    renew_ocsp: bool = False,
+    new_ocsp_key: bool = False,
+    refresh_ocsp: bool = True,
 ) -> list[SetupResult]:
-    """Create whichever authority is missing; renew OCSP responder certificates in their last quarter; create the
-    card-surface key when missing (:func:`ensure_card_surface_key`)."""
+    """Create whichever authority is missing; renew OCSP responder certificates in their last quarter (every
+    existing one with ``renew_ocsp``; with a freshly generated key with ``new_ocsp_key``); create the card-surface
+    key when missing (:func:`ensure_card_surface_key`). After a renewal, the precomputed OCSP responses of that
+    authority are re-signed with the new signer (``refresh_ocsp``; else the background refresher does it)."""
     now = (now or datetime.now(UTC)).replace(microsecond=0)
     ensure_card_surface_key(keystore)
     results = []
@@ -156,8 +173,23 @@ def setup_authorities(
         if existing is None:
             results.append(_create(db, keystore, settings, kind, now))
         else:
-            results.append(_check_and_renew(db, keystore, settings, existing, now))
+            force = renew_ocsp or new_ocsp_key
+            results.append(_check_and_renew(db, keystore, settings, existing, now, force=force, new_key=new_ocsp_key))
+    if refresh_ocsp:
+        results = [_refresh_after_renewal(db, keystore, settings, result) for result in results]
     return results
+
+
+def _refresh_after_renewal(db: Database, keystore: KeyStore, settings: Settings, result: SetupResult) -> SetupResult:
+    """Re-sign, with the new signer, the precomputed OCSP responses that embed the old one (and whatever else is
+    due for that authority)."""
+    if not result.ocsp_renewed:
+        return result
+    from jpki_remote.ca.status import precompute
+
+    refreshed = precompute.refresh_due(db, keystore, settings, kinds=[result.kind], limit=None)
+    log.info("re-signed the %s OCSP responses of %d certificates with the new signer", result.kind.value, refreshed)
+    return replace(result, ocsp_refreshed=refreshed)
 
 
 def _create(db: Database, keystore: KeyStore, settings: Settings, kind: AuthorityKind, now: datetime) -> SetupResult:
@@ -192,14 +224,26 @@ def _create(db: Database, keystore: KeyStore, settings: Settings, kind: Authorit
 
 
 def _check_and_renew(
-    db: Database, keystore: KeyStore, settings: Settings, row: Authority, now: datetime
+    db: Database,
+    keystore: KeyStore,
+    settings: Settings,
+    row: Authority,
+    now: datetime,
+    *,
+    force: bool = False,
+    new_key: bool = False,
 ) -> SetupResult:
     authority = load_authority(db, keystore, row.kind, row=row)
     ocsp = authority.ocsp_certificate
     remaining = ocsp.not_valid_after_utc - now
-    renew = remaining < timedelta(days=settings.ocsp_signer_validity_days) / 4
+    renew = force or remaining < timedelta(days=settings.ocsp_signer_validity_days) / 4
     if renew:
-        ocsp_key = keystore.get(row.ocsp_key_label)
+        if new_key:  # under a new label: the store never overwrites a key, and the old one stays for the record
+            label = f"{ocsp_key_label(row.kind)}-{now:%Y%m%d}-{secrets.token_hex(4)}"
+            log.info("generating RSA-2048 key %s to replace %s", label, row.ocsp_key_label)
+            ocsp_key = keystore.generate_rsa(label, 2048)
+        else:
+            ocsp_key = keystore.get(row.ocsp_key_label)
         ocsp_der = _ocsp_certificate(
             db, settings, row.kind, authority.key, ocsp_key, now, authority.certificate.not_valid_after_utc
         )
@@ -207,6 +251,7 @@ def _check_and_renew(
             stored = session.get(Authority, row.kind)
             assert stored is not None
             stored.ocsp_certificate_der = ocsp_der
+            stored.ocsp_key_label = ocsp_key.label
         ocsp = x509.load_der_x509_certificate(ocsp_der)
         log.info("renewed the %s OCSP responder certificate until %s", row.kind.value, ocsp.not_valid_after_utc)
     return SetupResult(row.kind, False, renew, authority.certificate, ocsp)

@@ -82,6 +82,8 @@ class ResponderIdentity:
     name_hashes: dict[str, bytes] = field(default_factory=dict)
     key_hashes: dict[str, bytes] = field(default_factory=dict)
     responder_key_id: bytes = b""
+    #: SHA-256 (hex) of the responder certificate: which signer a stored response was made by (renewal detection)
+    signer_fingerprint: str = ""
 
     @classmethod
     def build(
@@ -94,7 +96,8 @@ class ResponderIdentity:
         names = {alg: hashlib.new(alg, subject).digest() for alg in HASH_ALGORITHM_IDS}
         keys = {alg: hashlib.new(alg, key_bits).digest() for alg in HASH_ALGORITHM_IDS}
         key_id = hashlib.sha1(_subject_public_key_bits(responder)).digest()  # noqa: S324 - RFC 6960 KeyHash is SHA-1
-        return cls(kind, ca_der, responder_der, responder_key_label, names, keys, key_id)
+        fingerprint = hashlib.sha256(responder_der).hexdigest()
+        return cls(kind, ca_der, responder_der, responder_key_label, names, keys, key_id, fingerprint)
 
     def cert_id_prefix(self, algorithm: str) -> bytes:
         """The CertID content before the serial: AlgorithmIdentifier, issuerNameHash, issuerKeyHash."""

@@ -2,8 +2,11 @@
 
 :func:`refresh` re-signs the responses of given serials (called by the CA's status-change hook after issuance and
 revocation); :func:`refresh_due` is the background sweep: responses that are missing, disagree with the
-certificate's state, or will go stale within ``ocsp_refresh_before_hours``. A newer response is never overwritten by
-an older one (the upsert compares producedAt), so the hook and the sweep may race safely.
+certificate's state, were signed by another OCSP signer certificate than the authority's current one (``ca setup``
+renewed or replaced it: every row records its signer in ``signer_sha256``), or will go stale within
+``ocsp_refresh_before_hours``. A newer response is never overwritten by an older one (the upsert compares
+producedAt), so the hook and the sweep may race safely; a late write by a refresher that still held the old signer
+is found again by its signer.
 """
 
 from __future__ import annotations
@@ -77,6 +80,7 @@ def _refresh_batch(
                     "cert_status": stored.status.status,
                     "produced_at": produced,
                     "next_update": next_update,
+                    "signer_sha256": signer.identity.signer_fingerprint,
                 }
             )
     with db.session() as session:
@@ -103,6 +107,7 @@ def upsert_responses(session: Session, rows: list[dict[str, object]]) -> None:
             "cert_status": stmt.excluded.cert_status,
             "produced_at": stmt.excluded.produced_at,
             "next_update": stmt.excluded.next_update,
+            "signer_sha256": stmt.excluded.signer_sha256,
         },
         where=OcspResponse.produced_at <= stmt.excluded.produced_at,
     )
@@ -110,26 +115,38 @@ def upsert_responses(session: Session, rows: list[dict[str, object]]) -> None:
 
 
 def refresh_due(
-    db: Database, keys: KeyStore, settings: Settings, *, now: datetime | None = None, limit: int = 10_000
+    db: Database,
+    keys: KeyStore,
+    settings: Settings,
+    *,
+    now: datetime | None = None,
+    limit: int | None = 10_000,
+    kinds: Iterable[AuthorityKind | str] | None = None,
 ) -> int:
-    """Background sweep: refresh missing, mismatched and soon-stale responses (at most ``limit`` certificates)."""
+    """Background sweep: refresh missing, mismatched, old-signer and soon-stale responses (at most ``limit``
+    certificates; ``None``: all of them) of every authority, or of ``kinds``."""
     now = now or utcnow()
     threshold = now + timedelta(hours=settings.ocsp_refresh_before_hours)
+    wanted = None if kinds is None else {AuthorityKind(kind) for kind in kinds}
     total = 0
-    for kind in load_identities(db):
-        while total < limit:
-            serials = _due_serials(db, kind, threshold, min(BATCH * 5, limit - total))
+    for kind, identity in load_identities(db).items():
+        if wanted is not None and kind not in wanted:
+            continue
+        signer = identity.signer_fingerprint
+        while limit is None or total < limit:
+            batch = BATCH * 5 if limit is None else min(BATCH * 5, limit - total)
+            serials = _due_serials(db, kind, threshold, batch, signer)
             if not serials:
                 break
             done = refresh(db, keys, settings, kind, serials, now=now)
             total += len(serials)
-            if done == 0 and not _has_progress(db, kind, serials, threshold):
+            if done == 0 and not _has_progress(db, kind, serials, threshold, signer):
                 log.warning("OCSP refresh made no progress for %d %s serials", len(serials), kind.value)
                 break
     return total
 
 
-def _due_serials(db: Database, kind: AuthorityKind, threshold: datetime, limit: int) -> list[int]:
+def _due_serials(db: Database, kind: AuthorityKind, threshold: datetime, limit: int, signer: str) -> list[int]:
     response = OcspResponse.__table__.alias("r")
     with db.session() as session:
         missing = session.execute(
@@ -159,7 +176,10 @@ def _due_serials(db: Database, kind: AuthorityKind, threshold: datetime, limit: 
         if len(found) < limit:
             stale = session.execute(
                 select(OcspResponse.serial_hex)
-                .where(OcspResponse.authority == kind, OcspResponse.next_update < threshold)
+                .where(
+                    OcspResponse.authority == kind,
+                    or_(OcspResponse.next_update < threshold, OcspResponse.signer_sha256 != signer),
+                )
                 .distinct()
                 .limit(limit - len(found))
             ).scalars()
@@ -167,8 +187,8 @@ def _due_serials(db: Database, kind: AuthorityKind, threshold: datetime, limit: 
     return sorted(found)
 
 
-def _has_progress(db: Database, kind: AuthorityKind, serials: list[int], threshold: datetime) -> bool:
-    return set(_due_serials(db, kind, threshold, len(serials) + 1)) != set(serials)
+def _has_progress(db: Database, kind: AuthorityKind, serials: list[int], threshold: datetime, signer: str) -> bool:
+    return set(_due_serials(db, kind, threshold, len(serials) + 1, signer)) != set(serials)
 
 
 def _naive(moment: datetime) -> datetime:

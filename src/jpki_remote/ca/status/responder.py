@@ -10,6 +10,14 @@ Two entry points:
 A single-certificate request without nonce is answered with the stored precomputed response (no signature). A
 nonce, several certificates, an unusual CertID encoding, an unknown serial, or a missing/stale stored response are
 signed live; the caller bounds how many of those run at once.
+
+Signer renewal (``ca setup`` re-issues or replaces an authority's delegated OCSP certificate): the responder re-reads
+the authorities' signer certificates at most every ``signer_check_seconds`` on the blocking path, at once when it
+reads a stored response made by a signer it does not know, and on every background pass
+(:meth:`OcspResponder.check_signers`). On a change it signs with the new certificate and drops every cached answer.
+A stored response whose signer is not the current one is never served: it is re-signed on demand and stored back
+(one signature per certificate and hash algorithm, bounded like every live signature — beyond the bound the server
+answers ``tryLater``), so the steady state still costs no signature while the refresh catches up.
 """
 
 from __future__ import annotations
@@ -105,37 +113,78 @@ class ResponseCache:
             self._entries.pop((kind, algorithm, serial), None)
 
     def clear(self) -> None:
-        self._entries.clear()
+        self._entries = {}  # rebinding, not dict.clear(): safe against a put() iterating in another thread
 
 
 class OcspResponder:
     def __init__(
-        self, db: Database, keys: KeyStore, settings: Settings, *, cache_entries: int = 200_000, cache_ttl: float = 5.0
+        self,
+        db: Database,
+        keys: KeyStore,
+        settings: Settings,
+        *,
+        cache_entries: int = 200_000,
+        cache_ttl: float = 5.0,
+        signer_check_seconds: float | None = None,
     ) -> None:
         self.db = db
         self.keys = keys
         self.settings = settings
         self.cache = ResponseCache(cache_entries, cache_ttl)
+        # how long a signer renewed by another process may go unnoticed here (at least one cache lifetime)
+        self.signer_check_seconds = cache_ttl if signer_check_seconds is None else signer_check_seconds
         self._issuers: dict[tuple[str, bytes, bytes], ResponderIdentity] = {}
+        self._identities: dict[AuthorityKind, ResponderIdentity] = {}
+        self._retired: set[str] = {""}  # signer fingerprints known to be replaced ("": rows from before the column)
         self._signers: dict[AuthorityKind, OcspSigner] = {}
         self._lock = threading.Lock()
         self._issuers_loaded_at = 0.0
+        self._signers_checked_at = 0.0
         # request bytes -> cache key, for requests that map to a precomputed response (never nonce requests)
         self._by_request: dict[bytes, tuple[tuple[AuthorityKind, str, int], float]] = {}
         self.reload_issuers()
 
-    # --- issuers -------------------------------------------------------------------------------------------------
+    # --- issuers and their signers -------------------------------------------------------------------------------
 
-    def reload_issuers(self) -> None:
+    def reload_issuers(self) -> bool:
+        """Re-read the authorities and their OCSP signer certificates; True if a signer changed (renewed or
+        replaced), in which case the old signer is dropped and every cached answer with it."""
         identities = load_identities(self.db)
         table = {}
         for identity in identities.values():
             for algorithm in identity.name_hashes:
                 table[(algorithm, identity.name_hashes[algorithm], identity.key_hashes[algorithm])] = identity
         with self._lock:
+            retired = {
+                old.signer_fingerprint
+                for kind, old in self._identities.items()
+                if kind in identities and identities[kind].signer_fingerprint != old.signer_fingerprint
+            }
             self._issuers = table
-            self._signers = {k: s for k, s in self._signers.items() if k in identities}
-            self._issuers_loaded_at = time.monotonic()
+            self._identities = identities
+            self._signers = {
+                k: s
+                for k, s in self._signers.items()
+                if k in identities and s.identity.signer_fingerprint == identities[k].signer_fingerprint
+            }
+            self._retired |= retired
+            now = time.monotonic()
+            self._issuers_loaded_at = now
+            self._signers_checked_at = now
+        if retired:
+            self.cache.clear()
+            self._by_request = {}
+            log.info("OCSP signer certificate changed; answering with the new one")
+        return bool(retired)
+
+    def check_signers(self, *, force: bool = False) -> bool:
+        """:meth:`reload_issuers` if ``signer_check_seconds`` have passed since the last read (or ``force``)."""
+        if not force and time.monotonic() - self._signers_checked_at < self.signer_check_seconds:
+            return False
+        return self.reload_issuers()
+
+    def current_identity(self, kind: AuthorityKind) -> ResponderIdentity | None:
+        return self._identities.get(kind)
 
     def _issuer(self, request: OcspRequest) -> ResponderIdentity | None:
         """The one authority all CertIDs name, or None (foreign issuer, unknown hash, or a mix of issuers)."""
@@ -149,7 +198,7 @@ class OcspResponder:
 
     def _signer(self, identity: ResponderIdentity) -> OcspSigner:
         signer = self._signers.get(identity.kind)
-        if signer is None:
+        if signer is None or signer.identity.signer_fingerprint != identity.signer_fingerprint:
             signer = OcspSigner.open(identity, self.keys)
             with self._lock:
                 self._signers[identity.kind] = signer
@@ -198,6 +247,7 @@ class OcspResponder:
             return INTERNAL_ERROR
 
     def _answer(self, request: OcspRequest) -> OcspAnswer:
+        self.check_signers()
         identity = self._issuer(request)
         if identity is None and self._may_reload():
             self.reload_issuers()
@@ -211,8 +261,16 @@ class OcspResponder:
                 return cached
             stored = self._stored(key)
             if stored is not None:
-                self.cache.put(key, stored)
-                return stored
+                answer, signer = stored
+                if signer != identity.signer_fingerprint and signer not in self._retired:
+                    # made by a signer we have not seen: most likely renewed by another process since our last look
+                    self.check_signers(force=True)
+                    identity = self._identities.get(identity.kind, identity)
+                    if signer != identity.signer_fingerprint:
+                        self._retired.add(signer)  # not the current one either: re-sign (once) below
+                if signer == identity.signer_fingerprint:
+                    self.cache.put(key, answer)
+                    return answer
         return self._sign_live(identity, request, store_as=key)
 
     def _precomputed_key(
@@ -228,11 +286,14 @@ class OcspResponder:
             return None  # e.g. absent NULL parameters: echo the request's own encoding, signed live
         return (identity.kind, cert_id.hash_algorithm, cert_id.serial)
 
-    def _stored(self, key: tuple[AuthorityKind, str, int]) -> OcspAnswer | None:
+    def _stored(self, key: tuple[AuthorityKind, str, int]) -> tuple[OcspAnswer, str] | None:
+        """The stored response and the fingerprint of its signer, or None when missing or (nearly) stale."""
         kind, algorithm, serial = key
         with self.db.session() as session:
             row = session.execute(
-                select(OcspResponse.der, OcspResponse.produced_at, OcspResponse.next_update).where(
+                select(
+                    OcspResponse.der, OcspResponse.produced_at, OcspResponse.next_update, OcspResponse.signer_sha256
+                ).where(
                     OcspResponse.authority == kind,
                     OcspResponse.serial_hex == format(serial, "x"),
                     OcspResponse.hash_algorithm == algorithm,
@@ -240,10 +301,10 @@ class OcspResponder:
             ).first()
         if row is None:
             return None
-        der, produced_at, next_update = row
+        der, produced_at, next_update, signer = row
         if epoch(next_update) <= time.time() + 60:
             return None  # stale (or about to be): sign a fresh one instead
-        return OcspAnswer.cacheable(der, produced_at, next_update)
+        return OcspAnswer.cacheable(der, produced_at, next_update), signer
 
     def _sign_live(
         self, identity: ResponderIdentity, request: OcspRequest, store_as: tuple[AuthorityKind, str, int] | None
@@ -279,6 +340,7 @@ class OcspResponder:
                                 "cert_status": statuses[serial].status.status,
                                 "produced_at": produced,
                                 "next_update": next_update,
+                                "signer_sha256": identity.signer_fingerprint,
                             }
                         ],
                     )

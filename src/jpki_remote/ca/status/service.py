@@ -152,7 +152,10 @@ class StatusService:
         return precompute.refresh_due(self.db, self.keys, self.settings)
 
     def run_background_once(self) -> tuple[int, int]:
-        """One publisher pass: ``(CRL shards published, OCSP certificates refreshed)``."""
+        """One publisher pass: ``(CRL shards published, OCSP certificates refreshed)``. It also picks up an OCSP
+        signer renewed by ``ca setup`` (the responder then signs with it) before re-signing what is due — first of all
+        the precomputed responses still made by the old signer."""
+        self.responder.check_signers(force=True)
         published = self.publish_crls()
         refreshed = self.refresh_due()
         if published or refreshed:
