@@ -101,6 +101,9 @@ class Settings:
     login_lock_minutes: int = 15
     # Idle minutes after which an unfinished procedure is recovered (finished or rolled back).
     procedure_idle_minutes: int = 15
+    # Terminal agent: how long one call to an unreachable server (restart, database briefly down: 503) is retried
+    # before the relay gives up and the page shows the error; the procedure stays resumable on the server.
+    terminal_retry_seconds: float = 120.0
     max_request_bytes: int = 8_000_000
     # Reverse proxies whose X-Forwarded-For is believed (comma-separated IPs or CIDRs); empty: none, the client
     # address is the TCP peer. Rate limits per client address use the result.

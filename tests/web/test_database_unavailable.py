@@ -32,9 +32,7 @@ def _client(tmp_path: Path, db: Database) -> TestClient:
     return TestClient(create_app(settings, db=db, mount_status=False), raise_server_exceptions=False)
 
 
-def test_unreachable_database_answers_503_with_retry_after(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_unreachable_database_answers_503_with_retry_after(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     db = Database(f"postgresql+psycopg://postgres@127.0.0.1:{_closed_port()}/jpki")
     try:
         client = _client(tmp_path, db)

@@ -236,6 +236,7 @@ def _agent(args: argparse.Namespace) -> int:
 def _page_agent(args: argparse.Namespace, terminal_id: str, key: object, cards_dir: Path, stop: object) -> int:
     import webbrowser
 
+    from jpki_remote.config import load_settings
     from jpki_remote.terminal.launch import start_agent
     from jpki_remote.terminal.local_api import origin_of
     from jpki_remote.terminal.readers import PcscReader, VirtualReader
@@ -245,7 +246,13 @@ def _page_agent(args: argparse.Namespace, terminal_id: str, key: object, cards_d
         reader.insert(args.card)  # type: ignore[union-attr]
     origins = {origin_of(o) for o in args.origin} if args.origin else None
     agent = start_agent(
-        server_url=args.server, terminal_id=terminal_id, key=key, reader=reader, listen=args.listen, origins=origins
+        server_url=args.server,
+        terminal_id=terminal_id,
+        key=key,
+        reader=reader,
+        listen=args.listen,
+        origins=origins,
+        retry_seconds=load_settings().terminal_retry_seconds,  # JPKI_TERMINAL_RETRY_SECONDS
     )
     try:
         url = agent.page_url(agent.service.browser_link())

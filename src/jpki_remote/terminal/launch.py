@@ -15,7 +15,7 @@ from jpki_remote.terminal.client import ServerClient
 from jpki_remote.terminal.local_api import LocalServer, create_local_app, new_token, origin_of, page_url
 from jpki_remote.terminal.pinpad import DEFAULT_TIMEOUT, PagePinPad
 from jpki_remote.terminal.readers import Reader
-from jpki_remote.terminal.relay import AgentService, TerminalIdentity
+from jpki_remote.terminal.relay import RETRY_SECONDS, AgentService, TerminalIdentity
 
 log = logging.getLogger(__name__)
 DEFAULT_LISTEN = "127.0.0.1:8765"
@@ -69,13 +69,15 @@ def start_agent(
     http: httpx.Client | None = None,
     pin_timeout: float = DEFAULT_TIMEOUT,
     poll_seconds: float = 0.7,
+    retry_seconds: float = RETRY_SECONDS,
 ) -> RunningAgent:
     """Authenticate as ``terminal_id``, serve the loopback API on ``listen`` and return the running agent."""
     client = ServerClient(server_url, terminal_id, key, http=http)
     client.authenticate()
     me: dict[str, Any] = client.whoami()
     identity = TerminalIdentity(terminal_id, str(me.get("kind")), str(me.get("name") or terminal_id))
-    service = AgentService(client, reader, PagePinPad(timeout=pin_timeout), identity, poll_seconds=poll_seconds)
+    pinpad = PagePinPad(timeout=pin_timeout)
+    service = AgentService(client, reader, pinpad, identity, poll_seconds=poll_seconds, retry_seconds=retry_seconds)
     token = new_token()
     host, port = parse_listen(listen)
     holder: dict[str, LocalServer] = {}

@@ -5,8 +5,12 @@ loop (:func:`~jpki_remote.terminal.agent.drive`) against the reader, with the pa
 for something done in the browser (face, security code, staff check) it polls the procedure's view (a read, so it
 never races the page's own calls) until a card step comes; a card pulled out is reported
 (``card_removed``) and the relay waits for a card to be put back (``card_inserted``); a PIN the holder does not
-type (cancel, timeout) ends the relay. Transient server failures (connection refused while the server restarts,
-5xx) are retried with back-off — the procedure is durable on the server, so relaying resumes where it stood.
+type (cancel, timeout) ends the relay. Transient server failures (connection refused while the server restarts, 5xx —
+a 503 while its database is briefly down) are retried with back-off for ``retry_seconds`` (the setting
+``JPKI_TERMINAL_RETRY_SECONDS``, 2 minutes by default: a server restart or a database fail-over, not more), the
+relay state ``reconnecting`` meanwhile; then the relay ends ``error`` with the server's error code (or
+``server_unreachable``) for the page to show. The procedure is durable on the server, so driving it again later
+resumes where it stood; the card's answers the server did not get are sent first (never a new PIN).
 
 The relay holds no secret beyond the PIN in flight (see :mod:`jpki_remote.terminal.pinpad`) and the new PIN of a
 reset while its PIN-setting conversation lasts (inside :func:`drive`); it logs states, never values.
@@ -33,7 +37,10 @@ from jpki_remote.terminal.readers import Reader
 log = logging.getLogger(__name__)
 
 PROCEDURE_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
-RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0)  # then the relay gives up (the page shows the error)
+RETRY_SECONDS = 120.0  # how long one server call is retried before the relay gives up (the page shows the error)
+RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0)  # back-off between tries, then every RETRY_MAX_DELAY seconds
+RETRY_MAX_DELAY = 5.0
+ACTIVE_STATES = ("running", "waiting", "insert_card", "reconnecting")
 
 
 @dataclass(frozen=True)
@@ -56,6 +63,7 @@ class AgentService:
         identity: TerminalIdentity,
         *,
         poll_seconds: float = 0.7,
+        retry_seconds: float = RETRY_SECONDS,
         retry_delays: tuple[float, ...] = RETRY_DELAYS,
     ) -> None:
         self.client = client
@@ -63,12 +71,17 @@ class AgentService:
         self.pinpad = pinpad
         self.identity = identity
         self.poll_seconds = poll_seconds
+        self.retry_seconds = retry_seconds
         self.retry_delays = retry_delays
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._procedure_id: str | None = None
-        self._relay = "idle"  # idle | running | waiting | insert_card | done | failed | stopped | error
+        # the card's answers the server never got when the relay gave up (procedure, body, card generation): driving
+        # that procedure again sends them first, so the server takes the conversation up where the card stands
+        self._unsent: tuple[str, dict[str, Any], int] | None = None
+        # idle | running | waiting | insert_card | reconnecting | done | failed | stopped | error
+        self._relay = "idle"
         self._error: str | None = None
         self._server_lock = threading.Lock()  # one server call at a time (the client re-authenticates in place)
 
@@ -96,6 +109,7 @@ class AgentService:
         """Drop any PIN request and PIN held and stop relaying (the page cancels the procedure on the server)."""
         with self._lock:
             self._halt_locked()
+            self._unsent = None
             if self._relay in ("running", "waiting", "insert_card"):
                 self._relay = "stopped"
 
@@ -145,21 +159,43 @@ class AgentService:
 
     # ---- the relay thread ----------------------------------------------------------------------------------
     def _call(self, procedure_id: str, body: dict[str, Any], stop: threading.Event) -> dict[str, Any]:
-        """One exchange call, retrying transient failures (server restarting, 5xx) with back-off."""
-        for delay in (*self.retry_delays, None):
+        """One exchange call, retrying transient failures (server restarting, 5xx such as a 503 while the database
+        is down) with back-off for ``retry_seconds``; the same body each time (the server recognises a retry)."""
+        deadline: float | None = None
+        tries = 0
+        resume = self._relay
+        while True:
             try:
                 with self._server_lock:
-                    return self.client.exchange(procedure_id, body)
+                    reply = self.client.exchange(procedure_id, body)
             except ServerError as exc:
-                if exc.status < 500 or delay is None:
+                if exc.status < 500:
                     raise
-            except httpx.TransportError:
-                if delay is None:
-                    raise
-            log.info("relay %s: server unavailable, retrying in %.1f s", procedure_id[:8], delay)
+                failure: Exception = exc
+            except httpx.TransportError as exc:
+                failure = exc
+            else:
+                if tries:
+                    log.info("relay %s: server reachable again after %d retries", procedure_id[:8], tries)
+                    self._set_relay(resume)
+                return reply
+            now = time.monotonic()
+            deadline = now + self.retry_seconds if deadline is None else deadline
+            delay = self.retry_delays[tries] if tries < len(self.retry_delays) else RETRY_MAX_DELAY
+            if now + delay >= deadline:
+                log.warning("relay %s: server unavailable for %.0f s, giving up", procedure_id[:8], self.retry_seconds)
+                raise failure
+            tries += 1
+            log.info("relay %s: server unavailable (%s), retrying in %.1f s", procedure_id[:8], _why(failure), delay)
+            self._set_relay("reconnecting")
             if stop.wait(delay):
                 raise AgentError("stopped")
-        raise AssertionError("unreachable")
+
+    def _set_relay(self, state: str) -> None:
+        """Between active states only: a relay cancelled meanwhile stays ``stopped``."""
+        with self._lock:
+            if self._relay in ACTIVE_STATES:
+                self._relay = state
 
     def _wait_for_card_step(self, procedure_id: str, stop: threading.Event) -> bool:
         """While the holder completes proofs in the browser, read the procedure (a read changes nothing, so it
@@ -185,15 +221,27 @@ class AgentService:
         return transmit
 
     def _run(self, procedure_id: str, stop: threading.Event) -> None:
+        generation: Callable[[], int] = lambda: getattr(self.reader, "generation", 0)  # noqa: E731
+
         def call(body: dict[str, Any]) -> dict[str, Any]:
             if stop.is_set():
                 raise AgentError("stopped")
-            return self._call(procedure_id, body, stop)
+            try:
+                return self._call(procedure_id, body, stop)
+            except (ServerError, httpx.TransportError) as exc:
+                transient = not isinstance(exc, ServerError) or exc.status >= 500
+                if transient and body.get("responses") and body.get("new_pin") is None:  # never keep a PIN
+                    self._unsent = (procedure_id, body, generation())
+                raise
 
-        generation: Callable[[], int] = lambda: getattr(self.reader, "generation", 0)  # noqa: E731
         outcome, error = "failed", None
+        first: dict[str, Any] = {"seq": None, "responses": []}
+        unsent, self._unsent = self._unsent, None
+        if unsent is not None and unsent[0] == procedure_id and unsent[2] == generation():
+            log.info("relay %s: sending the card's answers the server did not get before", procedure_id[:8])
+            first = unsent[1]
         try:
-            reply = call({"seq": None, "responses": []})
+            reply = call(first)
             while not stop.is_set():
                 status = reply["exchange"]["status"]
                 if status in ("done", "failed"):
@@ -231,6 +279,9 @@ class AgentService:
             outcome, error = ("stopped", "cancelled") if stop.is_set() else ("error", _agent_error_code(exc))
         except ServerError as exc:
             outcome, error = "error", exc.code or f"http_{exc.status}"
+        except httpx.TransportError as exc:
+            outcome, error = "error", "server_unreachable"
+            log.warning("relay %s ended: server unreachable (%s)", procedure_id[:8], type(exc).__name__)
         except (httpx.HTTPError, TransportError, ValueError, KeyError, TypeError) as exc:
             outcome, error = "error", type(exc).__name__
             log.warning("relay %s ended: %s", procedure_id[:8], type(exc).__name__)
@@ -240,6 +291,10 @@ class AgentService:
             if self._stop is stop:
                 self._relay, self._error = outcome, error
         log.info("relay %s: %s%s", procedure_id[:8], outcome, f" ({error})" if error else "")
+
+
+def _why(failure: Exception) -> str:
+    return f"HTTP {failure.status}" if isinstance(failure, ServerError) else type(failure).__name__
 
 
 def _agent_error_code(exc: AgentError) -> str:
