@@ -170,32 +170,11 @@ def _ocsp_response(keys: list[rsa.RSAPrivateKey]) -> bytes:
     )
 
 
-@pytest.fixture(scope="module")
-def corpus_keys() -> list[rsa.RSAPrivateKey]:
-    return [rsa.generate_private_key(public_exponent=65537, key_size=2048) for _ in range(3)]
-
-
-@pytest.fixture(scope="module")
-def corpus_holder() -> HolderIdentity:
-    from jpki_remote.ca.holder import Sex
-
-    return HolderIdentity(
-        holder_ref="walk-0001",
-        municipality_code="13221",
-        birth_date=date(1984, 2, 29),
-        name="渡辺 花子",
-        sex=Sex.FEMALE,
-        address="東京都清瀬市中里一丁目2番3号",
-        prefecture="Tokyo-to",
-        city="Kiyose-shi",
-    )
-
-
 def test_profiles_and_faulty_certificates_get_pkilints_own_findings(
-    walks: dict[str, tuple[Any, Any]], corpus_keys: list[rsa.RSAPrivateKey], corpus_holder: HolderIdentity
+    walks: dict[str, tuple[Any, Any]], holder_keys: list[rsa.RSAPrivateKey], holder: HolderIdentity
 ) -> None:
     settings = Settings(public_base_url="http://127.0.0.1:8080", crl_shards=16)
-    ders = [*_jpki_certificates(settings, corpus_holder, corpus_keys), _faulty_certificate(corpus_keys[0])]
+    ders = [*_jpki_certificates(settings, holder, holder_keys), _faulty_certificate(holder_keys[0])]
     for der in ders:
         stock, indexed = _findings(walks, CERTIFICATE, der)
         assert indexed.findings == stock.findings
@@ -206,12 +185,12 @@ def test_profiles_and_faulty_certificates_get_pkilints_own_findings(
 @pytest.mark.parametrize("seed", range(4))
 def test_mutated_certificates_get_pkilints_own_findings(
     walks: dict[str, tuple[Any, Any]],
-    corpus_keys: list[rsa.RSAPrivateKey],
-    corpus_holder: HolderIdentity,
+    holder_keys: list[rsa.RSAPrivateKey],
+    holder: HolderIdentity,
     seed: int,
 ) -> None:
     settings = Settings(public_base_url="http://127.0.0.1:8080", crl_shards=16)
-    originals = _jpki_certificates(settings, corpus_holder, corpus_keys)
+    originals = _jpki_certificates(settings, holder, holder_keys)
     outcomes = set()
     for der in _mutants(originals[seed % len(originals)], seed):
         stock, indexed = _findings(walks, CERTIFICATE, der)
@@ -221,10 +200,10 @@ def test_mutated_certificates_get_pkilints_own_findings(
 
 
 def test_crls_and_ocsp_responses_and_their_mutants_get_pkilints_own_findings(
-    walks: dict[str, tuple[Any, Any]], corpus_keys: list[rsa.RSAPrivateKey]
+    walks: dict[str, tuple[Any, Any]], holder_keys: list[rsa.RSAPrivateKey]
 ) -> None:
     settings = Settings(public_base_url="http://127.0.0.1:8080", crl_shards=16)
-    for loader, der in ((CRL, _shard_crl(settings, corpus_keys[0])), (OCSP, _ocsp_response(corpus_keys))):
+    for loader, der in ((CRL, _shard_crl(settings, holder_keys[0])), (OCSP, _ocsp_response(holder_keys))):
         for document in [der, *_mutants(der, 99)]:
             stock, indexed = _findings(walks, loader, document)
             assert indexed.findings == stock.findings
