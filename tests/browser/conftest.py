@@ -86,11 +86,27 @@ def _create_full_app(data_dir: Path) -> Any | None:
         except ImportError:
             return None
     from jpki_remote.config import Settings
+    from jpki_remote.store import Database
 
     try:
-        return create_app(Settings(data_dir=data_dir))
+        settings = Settings(data_dir=data_dir)
+        schema = Database(settings.effective_database_url)
+        schema.create_schema()  # what ``jpki-remote serve`` does before serving (sign-in sessions, audit log, …)
+        schema.dispose()
+        return create_app(settings)
     except Exception:  # a factory still under construction: fall back to the pages alone
         return None
+
+
+def _serves_pages(app: Any) -> bool:
+    """Whether ``app`` has the page routes (looked up by name: newer FastAPI versions keep included routers as
+    nested objects, so they are not in ``app.routes`` by path)."""
+    from starlette.routing import NoMatchFound
+
+    try:
+        return app.url_path_for("kiosk") == "/kiosk"
+    except NoMatchFound:
+        return False
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +116,7 @@ def pages_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSe
     from jpki_remote.web.pages import router
 
     app = _create_full_app(tmp_path_factory.mktemp("jpki-data"))
-    if app is not None and not any(getattr(r, "path", None) == "/kiosk" for r in app.routes):
+    if app is not None and not _serves_pages(app):
         app = None  # the factory does not include the page router yet: test the pages on their own
     full = app is not None
     if app is None:
@@ -108,6 +124,17 @@ def pages_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSe
         app.include_router(router)
     with _ThreadedServer(app) as url:
         yield RunningServer(url, full, app)
+
+
+def sign_in_admin(page: Any, server: RunningServer) -> None:
+    """The admin sign-in (cookie session) in ``page``'s browser context, as ``/api/v1/login/admin`` gives it — what
+    the admin pages (``/admin/audit`` is served to a signed-in admin only) need."""
+    from jpki_remote.web.app import admin_token
+
+    response = page.request.post(
+        server.url + "/api/v1/login/admin", data={"token": admin_token(server.app.state.settings)}
+    )
+    assert response.ok, response.text()
 
 
 @pytest.fixture(scope="session")

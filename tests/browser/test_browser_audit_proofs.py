@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from conftest import RunningServer
+from conftest import RunningServer, sign_in_admin
 from jpki_remote.audit.events import AuditEvent, leaf_data
 from jpki_remote.audit.log import AuditLog
 from jpki_remote.audit.signing import load_or_create_signer
@@ -52,6 +52,7 @@ def _proof_with_leaf(log: AuditLog, seq: int) -> dict[str, Any]:
 @pytest.fixture
 def audit_page(pages_server: RunningServer, browser_factory: Any) -> Any:
     page = browser_factory().new_page()
+    sign_in_admin(page, pages_server)
     page.goto(pages_server.url + "/admin/audit")
     page.wait_for_function("window.JPKI && window.JPKI.merkle")
     return page

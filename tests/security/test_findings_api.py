@@ -108,7 +108,12 @@ def test_procedure_starts_are_limited_per_card_known_or_unknown(module_web: SecW
 # ---- security headers, cookies, CSRF, CORS ---------------------------------------------------------------------
 @pytest.mark.parametrize("page", PAGES)
 def test_pages_carry_strict_security_headers(module_web: SecWeb, page: str) -> None:
-    response = module_web.client.get(page)
+    client = module_web.client
+    if page == "/admin/audit":  # served to a signed-in admin only (else a redirect to the sign-in form)
+        client = module_web.client_from("10.255.0.1")
+        assert client.get(page, follow_redirects=False).status_code == 303
+        assert client.post(f"{API}/login/admin", json={"token": module_web.admin_token}).status_code == 200
+    response = client.get(page)
     assert response.status_code == 200, (page, response.status_code)
     csp = response.headers.get("content-security-policy", "")
     directives = {d.strip().split(" ")[0]: d.strip() for d in csp.split(";") if d.strip()}
@@ -118,7 +123,7 @@ def test_pages_carry_strict_security_headers(module_web: SecWeb, page: str) -> N
     assert response.headers.get("cache-control") == "no-store"
     assert response.headers.get("x-content-type-options") == "nosniff"
     assert response.headers.get("referrer-policy") == "no-referrer"
-    assert "set-cookie" not in response.headers  # no cookie: nothing for a cross-site request to ride on (CSRF)
+    assert "set-cookie" not in response.headers  # pages set no cookie (only the sign-in does: SameSite=Strict)
 
 
 @pytest.mark.parametrize("agent", ["http://evil.example:8080", "http://127.0.0.1.evil.example:80", "https://127.0.0.1:1",

@@ -243,7 +243,7 @@ def create_app(
             raise ApiError(403)
         return who
 
-    from jpki_remote.web.login import admin_access, staff_resolver
+    from jpki_remote.web.login import admin_access, admin_session_resolver, staff_resolver
 
     signed_in_staff = staff_resolver(settings, database)
 
@@ -257,6 +257,7 @@ def create_app(
         return Caller(who.terminal_id, who.role, who.kind, who.municipality_code, staff.staff_id)
 
     admin = admin_access(settings, database, lambda: admin_token(settings))  # bearer token or admin sign-in
+    app.state.admin_session = admin_session_resolver(settings, database, lambda: admin_token(settings))  # pages
 
     api = APIRouter(prefix=API)
 

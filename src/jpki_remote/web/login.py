@@ -21,10 +21,12 @@ only a script of this origin can know it. The page reads it from the readable co
 agent) is not a cookie request and needs no CSRF token. Sign-in form posts are checked against ``Origin``/``Referer``
 (login CSRF: nobody can sign a victim's browser into an attacker's account from another site).
 
-**Dependencies.** :func:`admin_access` accepts the bearer admin token *or* the admin cookie session (the analytics
-dashboard's scripts fetch without an Authorization header); :func:`resolve_staff` gives the signed-in staff member
-(401 ``staff_login_required`` without one) for the counter routes, which take the staff id from it — never from a
-typed field.
+**Dependencies.** :func:`admin_access` accepts the bearer admin token *or* the admin cookie session (the admin
+pages' scripts — the audit browser, the analytics dashboard — fetch without an Authorization header);
+:func:`admin_session_resolver` gives the admin cookie session alone (the app keeps one as
+``app.state.admin_session``: the admin audit page is served only to a signed-in admin); :func:`staff_resolver`
+gives the signed-in staff member (401 ``staff_login_required`` without one) for the counter routes, which take the
+staff id from it — never from a typed field.
 """
 
 import hashlib
@@ -212,19 +214,34 @@ def _bearer(authorization: str | None) -> str:
 
 
 # ---- dependencies --------------------------------------------------------------------------------------------------
+def admin_session_resolver(
+    settings: Settings, database: Database, admin_token: Callable[[], str]
+) -> Callable[[Request], SignedIn | None]:
+    """``resolve(request)`` → the admin cookie session of the request (signed in with the current admin token), or
+    None. No CSRF check here: the callers do it for state changes."""
+    sessions = LoginSessions(database, settings)
+
+    def resolve(request: Request) -> SignedIn | None:
+        signed = sessions.resolve("admin", request.cookies.get(cookie_name("admin")))
+        if signed is None or not hmac.compare_digest(signed.subject, admin_fingerprint(admin_token())):
+            return None
+        return signed
+
+    return resolve
+
+
 def admin_access(settings: Settings, database: Database, admin_token: Callable[[], str]) -> Callable[..., None]:
     """Bearer admin token, or the admin cookie session (+ CSRF for state changes); else 401."""
-    sessions = LoginSessions(database, settings)
+    signed_in_admin = admin_session_resolver(settings, database, admin_token)
 
     def dependency(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:
         token = _bearer(authorization)
-        expected = admin_token()
         if token:
-            if hmac.compare_digest(token.encode(), expected.encode()):
+            if hmac.compare_digest(token.encode(), admin_token().encode()):
                 return
             raise ApiError(401)
-        signed = sessions.resolve("admin", request.cookies.get(cookie_name("admin")))
-        if signed is None or not hmac.compare_digest(signed.subject, admin_fingerprint(expected)):
+        signed = signed_in_admin(request)
+        if signed is None:
             raise ApiError(401)
         check_csrf(request, signed)
 

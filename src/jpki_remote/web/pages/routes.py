@@ -3,7 +3,8 @@
 
 The routes only render templates; every dynamic action goes through the JSON API (``/api/v1``) from the pages'
 scripts. The policy table is rendered here, on the server, straight from the policy data the engine uses, so what
-the admin sees is what the engine enforces.
+the admin sees is what the engine enforces. ``/admin/audit`` is rendered only for a signed-in admin (the admin
+sign-in's cookie session, :mod:`jpki_remote.web.login`); anyone else is redirected to the sign-in form.
 
 Every page answer carries a strict Content-Security-Policy (scripts and styles from this origin only; the camera
 stream as ``blob:``/``mediastream:``; ``connect-src`` adds the loopback terminal agent) and ``Cache-Control:
@@ -17,10 +18,10 @@ import mimetypes
 from importlib import resources
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, Request
-from fastapi.responses import FileResponse, HTMLResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from jpki_remote.web.pages import policy_view
@@ -129,7 +130,14 @@ def admin_policy(request: Request) -> HTMLResponse:
 
 
 @router.get("/admin/audit", response_class=HTMLResponse)
-def admin_audit(request: Request) -> HTMLResponse:
+def admin_audit(request: Request) -> Response:
+    """The audit-log browser, for a signed-in admin only (the admin sign-in's cookie session, like the rest of the
+    admin UI; its scripts call the API with that session). Anyone else is sent to the sign-in form, which comes
+    back here. API clients use ``GET /api/v1/admin/audit`` with the bearer admin token."""
+    signed_in = getattr(request.app.state, "admin_session", None)
+    if signed_in is None or signed_in(request) is None:
+        target = "/login?" + urlencode({"role": "admin", "next": "/admin/audit"})
+        return RedirectResponse(target, status_code=303, headers={"Cache-Control": "no-store"})
     return _render(request, "admin_audit.html", page="admin", section="audit")
 
 

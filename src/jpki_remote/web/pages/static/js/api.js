@@ -4,7 +4,7 @@
 (function () {
   const base = (window.JPKI && window.JPKI.config.api) || "/api/v1";
   const TOKEN_KEY = "jpki.browserSession";  // the terminal-bound browser session (never a PIN or a code)
-  const ADMIN_KEY = "jpki.adminToken";  // admin pages only, in sessionStorage: gone when the tab closes
+  // admin pages send no bearer token: the admin sign-in's cookie session (+ its CSRF token) is the credential
   const isAdminPage = document.documentElement.classList.contains("page-admin");
 
   const PATHS = {
@@ -75,8 +75,9 @@
   }
 
   function storedToken() {
+    if (isAdminPage) return null;
     try {
-      return isAdminPage ? sessionStorage.getItem(ADMIN_KEY) : localStorage.getItem(TOKEN_KEY);
+      return localStorage.getItem(TOKEN_KEY);
     } catch (e) { return null; }
   }
 
@@ -138,10 +139,6 @@
       if (data && data.token) api.setToken(data.token);
       return data;
     },
-    setAdminToken(token) {
-      try { if (token) sessionStorage.setItem(ADMIN_KEY, token); else sessionStorage.removeItem(ADMIN_KEY); } catch (e) { /* ignore */ }
-    },
-    hasAdminToken: () => { try { return Boolean(sessionStorage.getItem(ADMIN_KEY)); } catch (e) { return false; } },
     /** The procedure this terminal is running ({procedure: view | null}); also proves the session is valid. */
     currentProcedure: () => request("GET", PATHS.currentProcedure()),
     endSession: () => request("DELETE", PATHS.endSession()),

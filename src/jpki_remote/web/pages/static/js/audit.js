@@ -1,12 +1,19 @@
 // The audit-log browser: newest events first, each with a button that fetches its inclusion proof and checks it
-// here with SubtleCrypto (merkle.js). Staff/admin session required by the API.
+// here with SubtleCrypto (merkle.js). The page is served to a signed-in admin only, and the API calls ride on that
+// sign-in (cookie session); when it has ended (401) the page goes back to the sign-in form.
 "use strict";
 (function () {
   const J = window.JPKI;
   const { api, merkle, setBilingual } = J;
   const $ = (id) => document.getElementById(id);
   const PAGE = 50;
+  const SIGN_IN = "/login?role=admin&next=" + encodeURIComponent("/admin/audit");
   let head = null;
+
+  function signInAgain(e) {
+    if (e && e.status === 401) { window.location.assign(SIGN_IN); return true; }
+    return false;
+  }
 
   function pick(event, ...names) {
     for (const name of names) if (event[name] !== undefined && event[name] !== null) return event[name];
@@ -94,6 +101,7 @@
       info.textContent = "tree size " + proof.tree_size + ", root " + String(proof.root_hash).slice(0, 16) + "…";
       result.append(list, info);
     } catch (e) {
+      if (signInAgain(e)) return;
       result.textContent = "";
       setBilingual(result, e.ja || "証明を取得できませんでした。", e.en || String(e));
     } finally {
@@ -105,7 +113,6 @@
   let shown = PAGE;  // newest first; "more" asks for a longer list (the API caps it at 500)
 
   async function load(reset) {
-    if (!api.hasAdminToken()) { $("admin-login").hidden = false; $("admin-token").focus(); return; }
     const body = $("audit-table").tBodies[0];
     if (reset) shown = PAGE; else shown = Math.min(500, shown + PAGE);
     const params = new URLSearchParams({ limit: String(shown), newest_first: "true" });
@@ -122,7 +129,7 @@
       $("audit-more").hidden = (data.events || []).length < shown || shown >= 500;
       setBilingual($("audit-status"), body.rows.length + " 件を表示（全 " + size + " 件）", body.rows.length + " of " + size + " event(s) shown");
     } catch (e) {
-      if (e.status === 401) { api.setAdminToken(null); $("admin-login").hidden = false; }
+      if (signInAgain(e)) return;
       setBilingual($("audit-status"), e.ja || "読み込めませんでした。", e.en || "");
     }
   }
@@ -130,13 +137,6 @@
   document.addEventListener("DOMContentLoaded", () => {
     $("audit-filter").addEventListener("submit", (event) => { event.preventDefault(); load(true); });
     $("audit-more").addEventListener("click", () => load(false));
-    $("admin-login").addEventListener("submit", (event) => {
-      event.preventDefault();
-      api.setAdminToken($("admin-token").value.trim());
-      $("admin-token").value = "";
-      $("admin-login").hidden = true;
-      load(true);
-    });
     load(true);
   });
 })();
