@@ -62,8 +62,8 @@ DESCRIPTIONS: dict[int, str] = {
     "request is malformed or its content is refused",
     429: "`locked_out` (`detail.counter_visit`: the holder must visit the counter), `rate_limited` (try again "
     "later), `code_refused` (a new code is not sent yet): the rate limits",
-    503: "`unavailable`, `audit_unavailable`, `face_refused`, `code_refused`: a service the request needs is "
-    "unavailable; try again later",
+    503: "`unavailable` (the database briefly unreachable), `audit_unavailable`, `face_refused`, `code_refused`: a "
+    "service the request needs is unavailable; try again later (the `/api/v1` answers carry `Retry-After`)",
 }
 
 
@@ -72,12 +72,13 @@ def error_answers(*statuses: int) -> Responses:
     return {status: {"model": ErrorBody, "description": DESCRIPTIONS[status]} for status in statuses}
 
 
-# ---- who calls ---------------------------------------------------------------------------------------------------
-TERMINAL = error_answers(401)  # a terminal session (agent or browser), bearer token
-AGENT = error_answers(401, 403)  # the terminal agent's own session (a browser session is refused)
-COUNTER = error_answers(401, 403)  # a counter terminal and a signed-in member of staff of its municipality (+ CSRF)
-ADMIN = error_answers(401)  # the admin token (bearer) or the admin sign-in (cookie)
-ADMIN_CHANGE = error_answers(401, 403)  # the same, a state change: a cookie request needs its CSRF token
+# ---- who calls (sessions live in the database: 503 `unavailable` while it is unreachable) --------------------------
+TERMINAL = error_answers(401, 503)  # a terminal session (agent or browser), bearer token
+AGENT = error_answers(401, 403, 503)  # the terminal agent's own session (a browser session is refused)
+COUNTER = error_answers(401, 403, 503)  # a counter terminal and signed-in staff of its municipality (+ CSRF)
+ADMIN = error_answers(401, 503)  # the admin token (bearer) or the admin sign-in (cookie)
+ADMIN_CHANGE = error_answers(401, 403, 503)  # the same, a state change: a cookie request needs its CSRF token
+DATABASE = error_answers(503)  # anything else that reads or writes the database
 # ---- what is sent ------------------------------------------------------------------------------------------------
 JSON_BODY = error_answers(400, 413, 422)  # unreadable, over the body cap, invalid
 PARAMETERS = error_answers(422)  # path or query parameters out of range / malformed

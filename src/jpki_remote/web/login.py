@@ -57,8 +57,9 @@ MAX_LOGIN_BODY = 4096
 TOUCH_EVERY = timedelta(seconds=30)  # last_used_at is written at most this often
 STAFF_LOGIN_MESSAGE = ("職員のサインインが必要です。", "A member of staff must sign in.")
 CSRF_MESSAGE = ("画面を読み込み直してから操作してください。", "Reload the page and try again (CSRF check failed).")
-# sign-in: a refused token or password (401), a form posted from another site (403), a body over the cap or unreadable
-SIGN_IN_ANSWERS = error_answers(401, 403, 413, 422) | {
+# sign-in: a refused token or password (401), a form posted from another site (403), a body over the cap or unreadable,
+# the database unreachable (503)
+SIGN_IN_ANSWERS = error_answers(401, 403, 413, 422, 503) | {
     303: {"description": "an HTML form post: on to `next` when signed in, back to the form when refused"}
 }
 
@@ -365,7 +366,7 @@ def create_login_router(settings: Settings, database: Database, admin_token: Cal
         }
         return signed_in(request, form, signed, next_path, extra)
 
-    @router.get("/api/v1/login/session")
+    @router.get("/api/v1/login/session", responses=error_answers(503))
     def current(request: Request) -> Response:
         answer: dict[str, Any] = {"admin": None, "staff": None}
         admin = sessions.resolve("admin", request.cookies.get(cookie_name("admin")))
@@ -388,7 +389,7 @@ def create_login_router(settings: Settings, database: Database, admin_token: Cal
     @router.post(
         "/api/v1/logout",
         status_code=204,
-        responses={303: {"description": "an HTML form post: back to the start page"}} | error_answers(413),
+        responses={303: {"description": "an HTML form post: back to the start page"}} | error_answers(413, 503),
     )
     async def logout(request: Request) -> Response:
         parsed = await _credentials(request)
