@@ -16,6 +16,9 @@ or address) is locked out for the rule's lockout time and every later call for i
 without counting. A card lockout means "visit the counter" (``counter_visit``); staff lift it with :meth:`lift`,
 which also clears the counters and writes an audit event.
 
+Terminal sign-in challenges have their own table, :data:`TERMINAL_CHALLENGE_RULES`, and their own pseudonyms
+(:meth:`Limits.for_terminal_challenges`), so that flooding them locks out nothing but more challenges.
+
 **Windows.** Fixed windows count per aligned period (``floor(t / window)``). Sliding windows use the two-bucket
 estimate ``current + previous × (1 − elapsed/window)`` — no per-attempt storage, at most one window's worth of
 smoothing error.
@@ -52,6 +55,7 @@ class AttemptKind(enum.StrEnum):
     FACE = "face_attempt"
     CODE = "code_attempt"
     START = "procedure_start"
+    TERMINAL_CHALLENGE = "terminal_challenge"  # POST /terminals/challenge (TERMINAL_CHALLENGE_RULES)
 
 
 class Scope(enum.StrEnum):
@@ -85,6 +89,15 @@ DEFAULT_RULES: tuple[Rule, ...] = (
     S(R.FACE, K.ADDRESS, 40, HOUR, True, HOUR, "address_face_attempts"),
     S(R.CODE, K.ADDRESS, 40, HOUR, True, HOUR, "address_code_attempts"),
     S(R.START, K.ADDRESS, 20, HOUR, True, HOUR, "address_procedure_starts"),
+)
+# Terminal sign-in challenges (finding S-16): anyone may ask, so they are counted per client address and per *claimed*
+# terminal id (never looked up: an unknown id is counted and refused like a real one). An agent asks once per
+# session (30 min) and after a restart; one egress address may carry a few hundred kiosks. Kept under their own
+# subject key (:meth:`Limits.for_terminal_challenges`): a challenge lockout never locks a terminal's or an
+# address's procedures, and the lockouts are short because a locked-out terminal cannot sign in meanwhile.
+TERMINAL_CHALLENGE_RULES: tuple[Rule, ...] = (
+    S(R.TERMINAL_CHALLENGE, K.TERMINAL, 20, 10 * 60, True, 10 * 60, "terminal_challenges"),
+    S(R.TERMINAL_CHALLENGE, K.ADDRESS, 300, 10 * 60, True, 10 * 60, "address_terminal_challenges"),
 )
 del R, K, S
 
@@ -144,13 +157,30 @@ class Limits:
         self._clock = clock or (lambda: datetime.now(UTC))
 
     @classmethod
-    def from_settings(cls, settings: Settings, db: Database, *, audit: AuditLog | None = None) -> Limits:
+    def from_settings(
+        cls,
+        settings: Settings,
+        db: Database,
+        *,
+        audit: AuditLog | None = None,
+        rules: Sequence[Rule] = DEFAULT_RULES,
+        subject_label: str = "rate-limit-subject",
+    ) -> Limits:
+        """Limits on Redis (``JPKI_REDIS_URL``) or the database. ``subject_label`` derives the pseudonym key: limits
+        under another label count and lock out other subjects, even for the same card, terminal or address."""
         store: CounterStore
         if settings.redis_url:
             store = RedisCounters.from_url(settings.redis_url, settings.redis_key_prefix + "limits:")
         else:
             store = DatabaseCounters(db)
-        return cls(store, derive_key(server_secret(settings), "rate-limit-subject"), audit=audit)
+        return cls(store, derive_key(server_secret(settings), subject_label), rules, audit=audit)
+
+    @classmethod
+    def for_terminal_challenges(cls, settings: Settings, db: Database) -> Limits:
+        """The limits of ``POST /terminals/challenge``: :data:`TERMINAL_CHALLENGE_RULES`, own subjects."""
+        return cls.from_settings(
+            settings, db, rules=TERMINAL_CHALLENGE_RULES, subject_label="rate-limit-subject:terminal-challenge"
+        )
 
     # -- keys ------------------------------------------------------------------------------------------------
 

@@ -7,7 +7,9 @@ agent can then mint a one-time *browser link* so that the page showing the scree
 bound to the same terminal: a procedure started on one terminal can only be driven from that terminal's sessions.
 
 Unknown or disabled terminals get a challenge too (indistinguishable), and authentication fails with the same error
-as a bad signature.
+as a bad signature. Anyone may ask for a challenge, so the web route counts the requests per client address and
+per claimed terminal id (``proofing.limits.TERMINAL_CHALLENGE_RULES``, finding S-16), and every new challenge
+deletes up to :data:`CHALLENGE_PURGE_BATCH` expired or used ones: dead rows cannot pile up.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlalchemy import delete, select
+from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
 from jpki_remote.terminal.models import (
@@ -37,6 +39,7 @@ CHALLENGE_TTL = timedelta(minutes=2)
 AGENT_SESSION_TTL = timedelta(minutes=30)
 BROWSER_LINK_TTL = timedelta(minutes=2)
 BROWSER_SESSION_MAX = timedelta(minutes=30)
+CHALLENGE_PURGE_BATCH = 64  # dead challenges deleted by each new one: more than it adds, and a bounded statement
 
 
 class TerminalAuthError(Exception):
@@ -122,10 +125,25 @@ def issue_challenge(session: Session, terminal_id: str) -> bytes:
     if not isinstance(terminal_id, str) or not 1 <= len(terminal_id) <= 32:
         raise TerminalAuthError("bad terminal id")
     nonce = secrets.token_bytes(32)
-    session.execute(delete(TerminalChallenge).where(TerminalChallenge.expires_at < now()))
+    purge_challenges(session)
     session.add(TerminalChallenge(nonce_hash=_hash(nonce), terminal_id=terminal_id, expires_at=now() + CHALLENGE_TTL))
     session.flush()
     return nonce
+
+
+def purge_challenges(session: Session, *, limit: int = CHALLENGE_PURGE_BATCH) -> int:
+    """Delete at most ``limit`` challenges that are expired or used up (neither can ever open a session again);
+    return how many went. Rows another transaction holds (a concurrent purge, a sign-in) are skipped
+    (PostgreSQL ``FOR UPDATE SKIP LOCKED``), so concurrent purges never wait on or deadlock with each other."""
+    dead = (
+        select(TerminalChallenge.nonce_hash)
+        .where(or_(TerminalChallenge.expires_at < now(), TerminalChallenge.used.is_(True)))
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    statement = delete(TerminalChallenge).where(TerminalChallenge.nonce_hash.in_(dead))
+    result = session.execute(statement.execution_options(synchronize_session=False))
+    return int(result.rowcount or 0)
 
 
 @dataclass(frozen=True)

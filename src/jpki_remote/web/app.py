@@ -2,7 +2,8 @@
 
 JSON API under ``/api/v1`` (OpenAPI at ``/api/v1/openapi.json``, docs at ``/api/v1/docs``):
 
-* terminals — ``POST /terminals/challenge``, ``POST /terminals/session`` (Ed25519 challenge-response → bearer token),
+* terminals — ``POST /terminals/challenge`` (limited per client address and claimed terminal id:
+  :mod:`jpki_remote.web.challenge_limits`), ``POST /terminals/session`` (Ed25519 challenge-response → bearer token),
   ``POST /terminals/browser-link`` (agent) and ``POST /terminals/browser-session`` (the page bound to that terminal),
   ``DELETE /terminals/session``;
 * procedures — ``POST /procedures`` (the channel follows from the terminal's kind), ``GET /procedures/{id}``,
@@ -55,15 +56,18 @@ from jpki_remote.store import Database
 from jpki_remote.terminal import service as terminals
 from jpki_remote.terminal.models import SessionRole, Terminal, TerminalKind
 from jpki_remote.web import schemas
+from jpki_remote.web.challenge_limits import ChallengeLimits
 from jpki_remote.web.client_address import client_address, parse_trusted
 from jpki_remote.web.error_answers import (
     ADMIN,
     ADMIN_CHANGE,
     AGENT,
     COUNTER,
+    DATABASE,
     ENGINE,
     JSON_BODY,
     LIMITED,
+    LIMITED_RETRY_AFTER,
     NOT_FOUND,
     PARAMETERS,
     PROCEDURE,
@@ -266,8 +270,12 @@ def create_app(
     def health() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 
-    @api.post("/terminals/challenge", tags=["terminals"], responses=JSON_BODY)
-    def terminal_challenge(body: schemas.ChallengeRequest) -> dict[str, str]:
+    challenge_limits = ChallengeLimits(settings, database)
+    app.state.challenge_limits = challenge_limits
+
+    @api.post("/terminals/challenge", tags=["terminals"], responses=JSON_BODY | DATABASE | LIMITED_RETRY_AFTER)
+    def terminal_challenge(body: schemas.ChallengeRequest, request: Request) -> dict[str, str]:
+        challenge_limits.admit(body.terminal_id, address_of(request))  # 429 + Retry-After over a limit (S-16)
         with database.session() as session:
             nonce = terminals.issue_challenge(session, body.terminal_id)
         return {"nonce": base64.urlsafe_b64encode(nonce).decode().rstrip("=")}

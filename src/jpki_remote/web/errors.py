@@ -42,11 +42,20 @@ def error_body(status: int, code: str | None = None, ja: str | None = None, en: 
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str | None = None, ja: str | None = None, en: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str | None = None,
+        ja: str | None = None,
+        en: str | None = None,
+        *,
+        headers: dict[str, str] | None = None,  # e.g. Retry-After with a 429
+    ) -> None:
         super().__init__(code or str(status))
         self.status = status
         self.code = code
         self.ja, self.en = ja, en
+        self.headers = headers or {}
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -57,7 +66,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api(_request: Request, exc: ApiError) -> JSONResponse:
         body = error_body(exc.status, exc.code, exc.ja, exc.en)
-        return JSONResponse(body, status_code=exc.status, headers=_retry(exc.status))
+        return JSONResponse(body, status_code=exc.status, headers={**_retry(exc.status), **exc.headers})
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
