@@ -137,6 +137,13 @@ def run_cli(data_dir: Path, *args: str, database_url: str = "") -> subprocess.Co
 
 
 # ---- the template ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CardRef:
+    card_id: str
+    auth_serial: int
+    sign_serial: int | None
+
+
 @dataclass
 class Template:
     root: Path  # holds data/ (the server's data dir, SQLite inside unless a database URL is given), cards/, keys
@@ -144,15 +151,17 @@ class Template:
     auth_serial: int
     sign_serial: int | None
     terminal_id: str
+    cards: list[CardRef] = field(default_factory=list)  # every card in the renewal window, the first one above
 
     def copy(self, target: Path) -> Path:
         shutil.copytree(self.root, target, symlinks=True)
         return target
 
 
-def build_template(root: Path, faces_dir: Path, database_url: str = "") -> Template:
-    """CA, issuer key (file, as the server reads it), audit key, a resident with a card in the renewal window, a
-    counter terminal and a staff account — all in ``root``; the database is SQLite in ``root/data`` unless given."""
+def build_template(root: Path, faces_dir: Path, database_url: str = "", cards: int = 1) -> Template:
+    """CA, issuer key (file, as the server reads it), audit key, ``cards`` residents each with a card in the renewal
+    window, a counter terminal and a staff account — all in ``root``; the database is SQLite in ``root/data`` unless
+    given."""
     data = root / "data"
     settings = Settings(data_dir=data, database_url=database_url, delivery="outbox", proofing_secret=PROOFING_SECRET)
     db = Database(settings.effective_database_url)
@@ -174,8 +183,11 @@ def build_template(root: Path, faces_dir: Path, database_url: str = "") -> Templ
         )
         photo = sorted((faces_dir / "amy_adams").iterdir())[0].read_bytes()
         world = World(db, settings, ca, master, ports, audit, photo)
-        issued = world.issue_card()
-        CardStore(root / "cards").add(issued.card.state)
+        refs = []
+        for _ in range(cards):
+            issued = world.issue_card()
+            CardStore(root / "cards").add(issued.card.state)
+            refs.append(CardRef(issued.card_id, issued.auth_serial, issued.sign_serial))
         key = load_or_create_key(root / "counter.key")
         with db.session() as s:
             terminal = register_terminal(
@@ -185,7 +197,8 @@ def build_template(root: Path, faces_dir: Path, database_url: str = "") -> Templ
             add_staff(s, STAFF_ID, STAFF_PASSWORD, municipality_code="131016")
     finally:
         db.dispose()
-    return Template(root, issued.card_id, issued.auth_serial, issued.sign_serial, terminal_id)
+    first = refs[0]
+    return Template(root, first.card_id, first.auth_serial, first.sign_serial, terminal_id, refs)
 
 
 # ---- what can be checked while the server is down ----------------------------------------------------------------
@@ -214,16 +227,26 @@ def card_auth_serial(cards_dir: Path, card_id: str) -> int:
 # ---- the agent's connection to the server, with a fault hook ------------------------------------------------------
 class HookedTransport(httpx.HTTPTransport):
     """The agent's HTTP transport. ``hook(n, response)`` runs after the n-th exchange round trip has been answered
-    by the server (before the agent sees the answer); it returns the response, or raises to make it look lost."""
+    by the server (before the agent sees the answer); it returns the response, or raises to make it look lost.
+    Answers 5xx are counted: ``unavailable`` (503 with Retry-After) and ``server_errors`` (any other)."""
 
     def __init__(self, hook: Callable[[int, httpx.Response], httpx.Response] | None = None) -> None:
         super().__init__()
         self.hook = hook
         self.exchanges = 0
+        self.unavailable = 0
+        self.server_errors: list[tuple[int, str]] = []
         self.lock = threading.Lock()
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         response = super().handle_request(request)
+        if response.status_code >= 500:
+            response.read()
+            with self.lock:
+                if response.status_code == 503 and response.headers.get("retry-after"):
+                    self.unavailable += 1
+                else:
+                    self.server_errors.append((response.status_code, response.text[:300]))
         if request.method == "POST" and request.url.path.endswith(EXCHANGE_ROUTES):
             response.read()
             with self.lock:
@@ -284,17 +307,29 @@ class CounterRun:
         assert self.local.post(f"/v1/procedures/{view['id']}/drive", json={}).status_code == 202
         return str(view["id"])
 
-    def follow(self, procedure_id: str, *, timeout: float = 120.0) -> dict[str, Any]:
-        """Poll like the page: type the auth PIN when the agent asks, record the staff check, stop at the end."""
+    def follow(
+        self,
+        procedure_id: str,
+        *,
+        timeout: float = 120.0,
+        until: Callable[[], bool] | None = None,
+        relay_error_ends: bool = False,
+    ) -> dict[str, Any]:
+        """Poll like the page: type the auth PIN when the agent asks, record the staff check, stop at the end (or
+        once ``until()`` holds, or — with ``relay_error_ends`` — when the relay ended ``error``)."""
         deadline = time.monotonic() + timeout
         answered: set[tuple[str, bool, int]] = set()
         view: dict[str, Any] = {}
         while time.monotonic() < deadline:
+            if until is not None and until():
+                return view
             view = self.call("GET", f"/procedures/{procedure_id}")
             if view["status"] != "active":
                 return view
             status = self.local.get("/v1/status").json()
             relay = status["relay"]["state"]
+            if relay_error_ends and relay == "error":
+                return view
             assert relay not in ("error", "failed", "stopped"), status
             request = status["pin_request"]
             if request is not None and (request["kind"], request["new"], request["attempt"]) not in answered:
@@ -314,7 +349,14 @@ class CounterRun:
         self.local.close()
 
 
-def counter_run(server: ServerProcess, template: Template, cards_dir: Path, transport: HookedTransport) -> CounterRun:
+def counter_run(
+    server: ServerProcess,
+    template: Template,
+    cards_dir: Path,
+    transport: HookedTransport,
+    retry_seconds: float | None = None,
+) -> CounterRun:
+    """The agent (the relay's own retry budget unless ``retry_seconds`` is given) and the page, signed in."""
     key = load_or_create_key(template.root / "counter.key")
     agent = start_agent(
         server_url=server.url,
@@ -325,7 +367,9 @@ def counter_run(server: ServerProcess, template: Template, cards_dir: Path, tran
         http=httpx.Client(base_url=server.url, timeout=30.0, transport=transport),
         poll_seconds=0.05,
     )
-    agent.service.retry_delays = (0.2, 0.5, 1.0, 2.0, 4.0, 8.0)
+    agent.service.retry_delays = (0.2, 0.5, 1.0, 2.0)  # then every 5 s, for the relay's budget
+    if retry_seconds is not None:
+        agent.service.retry_seconds = retry_seconds
     page = httpx.Client(base_url=server.url, timeout=30.0)
     local = httpx.Client(base_url=agent.base_url, timeout=30.0, headers={TOKEN_HEADER: agent.token})
     run = CounterRun(server, agent, transport, page, local)
@@ -338,4 +382,4 @@ def new_certificates(rows: list[tuple[str, str, str]], template: Template) -> li
     return [r for r in rows if r[1] not in old and r[2] != str(CertificateState.RESERVED)]
 
 
-__all__ = ["PINS", "CertificateState", "Template"]
+__all__ = ["PINS", "CardRef", "CertificateState", "Template"]

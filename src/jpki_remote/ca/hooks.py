@@ -26,6 +26,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from jpki_remote.ca.models import AuthorityKind, CertificateState
+from jpki_remote.store import database_unavailable
 
 if TYPE_CHECKING:
     from jpki_remote.store import Database
@@ -78,5 +79,13 @@ def notify(changes: list[StatusChange]) -> None:
         for listener in listeners:
             try:
                 listener(change)
-            except Exception:
+            except Exception as exc:
+                if database_unavailable(exc):  # the status service's periodic refresh catches up: one line
+                    log.warning(
+                        "status listener %r: database unavailable for %s serial %s; left to the periodic refresh",
+                        listener,
+                        change.kind,
+                        change.serial_hex,
+                    )
+                    continue
                 log.exception("status listener %r failed for %s serial %s", listener, change.kind, change.serial_hex)

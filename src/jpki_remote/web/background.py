@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jpki_remote.config import Settings
-from jpki_remote.store import Database
+from jpki_remote.store import Database, database_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +38,14 @@ class PeriodicTask:
         """One run, errors logged and counted (never raised)."""
         try:
             result = self.run()
-        except Exception:
+        except Exception as exc:
             self.failures += 1
-            log.exception("background task %s failed; retrying in %.0f s", self.name, self.interval_seconds)
+            if database_unavailable(exc):  # an outage, not a bug: one line, no stack trace
+                log.warning(
+                    "background task %s: database unavailable; retrying in %.0f s", self.name, self.interval_seconds
+                )
+            else:
+                log.exception("background task %s failed; retrying in %.0f s", self.name, self.interval_seconds)
             return None
         self.runs += 1
         return result
