@@ -3,8 +3,9 @@
 The liveness challenge is random and the fake camera plays a file fixed at browser launch, so a face step takes two
 browsers (``/tmp/ui-notes.md``): the first drives the page up to the face screen and reads the challenge shown; a video
 of the card holder doing exactly that is built from their real photo; a second chromium with that video as its
-camera continues the SAME browser session (Playwright ``storage_state``: the terminal-bound session in
-``localStorage``) on the same page URL, where the page picks the running procedure up again.
+camera opens the same page URL (no link code) on the same terminal: the page keeps no session in any storage
+(finding S-15), so it binds a new one through the terminal agent and picks the terminal's running procedure up
+again — what a reload does.
 """
 
 from __future__ import annotations
@@ -38,9 +39,9 @@ class Session:
     context: Any = None
     screen: HolderScreen | None = None
 
-    def open(self, camera: Path | None = None, state: Any = None, url: str | None = None) -> HolderScreen:
+    def open(self, camera: Path | None = None, url: str | None = None) -> HolderScreen:
         self.browser = self.browser_factory(camera=camera)
-        self.context = self.browser.new_context(viewport=VIEWPORTS[self.kind], storage_state=state, locale="ja-JP")
+        self.context = self.browser.new_context(viewport=VIEWPORTS[self.kind], locale="ja-JP")
         if self.shots and camera is not None:
             self.context.clock.install()  # to show the inactivity warning without waiting 45 s (screenshots only)
         page = self.context.new_page()
@@ -56,17 +57,16 @@ class Session:
             _WRITTEN.add(full)
 
     def continue_with_camera(self, steps: list[str], person: str | None = None) -> HolderScreen:
-        """Close this browser and continue the same session in a new one whose camera shows ``person`` (default:
-        the holder) doing ``steps``."""
+        """Close this browser and continue the same procedure in a new one (a new session on the same terminal)
+        whose camera shows ``person`` (default: the holder) doing ``steps``."""
         assert self.screen is not None
         started = time.monotonic()
-        state = self.context.storage_state()
         self.context.close()
         self.browser.close()
         video = self.video(person or self.holder.person, camera_steps(steps))
         self.timings["video"] = self.timings.get("video", 0.0) + time.monotonic() - started
         url = page_url_without_link(self.agent.first_page_url, agent_token(self.agent.first_page_url))
-        screen = self.open(camera=video, state=state, url=url)
+        screen = self.open(camera=video, url=url)
         assert screen.challenge() == steps, "the page shows the same challenge after the browser change"
         return screen
 

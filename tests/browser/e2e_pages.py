@@ -203,7 +203,8 @@ class HolderScreen:
 
 
 def page_url_without_link(page_url: str, token: str) -> str:
-    """The same page, without the (single-use) browser-link code: the browser's stored session continues."""
+    """The same page, without the (single-use) browser-link code: like a reload, the page binds a new session
+    through the terminal agent (it stores none) and continues the terminal's running procedure."""
     parts = urlsplit(page_url)
     return f"{parts.scheme}://{parts.netloc}{parts.path}?{parts.query}#agent_token={token}"
 

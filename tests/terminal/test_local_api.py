@@ -136,3 +136,30 @@ def test_the_launcher_opens_the_page_with_a_fresh_link(agent_world: AgentWorld) 
     assert raw.get("/", headers={"Host": "evil.example"}).status_code == 403
     page = httpx.get(answer.headers["location"].split("#")[0])
     assert page.status_code == 200 and agent.base_url in page.headers["content-security-policy"]
+
+
+def test_the_page_gets_a_fresh_link_code_from_the_agent(agent_world: AgentWorld) -> None:
+    """After a reload or a wipe the page has no session (it stores none, finding S-15): it asks its agent for a new
+    link code — with the agent token, from its own origin only — and redeems it for a session on this terminal."""
+    agent = agent_world.agent("kiosk", "k-relink")
+    raw = agent_world.client(agent.base_url)
+    origin = {"Origin": origin_of(agent_world.url)}
+    assert raw.post("/v1/browser-link", json={}, headers=origin).status_code == 401
+    evil = {TOKEN_HEADER: agent.token, "Origin": "https://evil.example"}
+    assert raw.post("/v1/browser-link", json={}, headers=evil).status_code == 403
+    codes = []
+    for _ in range(2):
+        answer = raw.post("/v1/browser-link", json={}, headers={TOKEN_HEADER: agent.token, **origin})
+        assert answer.status_code == 200 and answer.headers["access-control-allow-origin"] == origin["Origin"]
+        assert answer.headers["cache-control"] == "no-store"
+        codes.append(answer.json()["code"])
+    assert codes[0] != codes[1]
+    for code in codes:
+        session = httpx.post(f"{agent_world.url}{API}/terminals/browser-session", json={"code": code})
+        assert session.status_code == 200 and session.json()["role"] == "browser"
+        me = httpx.get(
+            f"{agent_world.url}{API}/terminals/me", headers={"Authorization": f"Bearer {session.json()['token']}"}
+        )
+        assert me.json()["terminal_id"] == agent.service.identity.terminal_id
+    again = httpx.post(f"{agent_world.url}{API}/terminals/browser-session", json={"code": codes[0]})
+    assert again.status_code == 401  # one-time

@@ -10,6 +10,7 @@
     POST   /v1/cancel                 204  drop the open request and any PIN held, stop relaying
     POST   /v1/card {card_id}         204  put a card of the card directory on the virtual reader (404 unknown)
     DELETE /v1/card                   204  take it off
+    POST   /v1/browser-link           200  {code}: a fresh one-time browser-link code for the page (see below)
     GET    /                          303  to the terminal's page with a fresh browser-link code (see below)
 
 **Why a page can't be driven by another one.** The PIN goes from the page to this API and from here to the card; it
@@ -32,7 +33,10 @@ never passes the server. So this API must answer only the terminal's page:
 ``GET /`` mints a one-time browser-link code from the server (the page's session is bound to this terminal) and
 redirects to ``{server}/{kiosk|portal|counter}?agent=http://127.0.0.1:PORT#link=CODE&agent_token=TOKEN``: a kiosk
 browser can be pointed at ``http://127.0.0.1:PORT/`` for ever, whereas a printed link code expires in 2 minutes.
-A cross-site navigation to it opens the terminal page, which the navigating site cannot read.
+A cross-site navigation to it opens the terminal page, which the navigating site cannot read. The page keeps its
+browser session in memory only (finding S-15), so after a reload, or after its inactivity wipe ended the session,
+it asks ``POST /v1/browser-link`` (token and origin checked like every ``/v1`` call) for a fresh code and redeems it.
+Both mint at most one code per second.
 """
 
 from __future__ import annotations
@@ -226,18 +230,32 @@ def create_local_app(
         remover()
         return Response(status_code=204)
 
-    @app.get("/")
-    def launch() -> Response:
-        """Open the terminal's page with a fresh one-time link code (at most one code per second)."""
+    def fresh_link() -> str | None:
+        """A one-time browser-link code from the server (at most one per second), None when it cannot be had."""
         with launcher_lock:
             wait = launcher["last"] + 1.0 - time.monotonic()
             if wait > 0:
                 time.sleep(wait)
             launcher["last"] = time.monotonic()
         try:
-            code = service.browser_link()
+            return service.browser_link()
         except Exception as exc:  # any server failure is the same "not reachable" for the page
             log.warning("browser link not available: %s", type(exc).__name__)
+            return None
+
+    @app.post("/v1/browser-link")
+    def browser_link() -> Response:
+        """A fresh link code for this terminal's own page, which binds a new browser session with it."""
+        code = fresh_link()
+        if code is None:
+            return error("server_unavailable")
+        return JSONResponse({"code": code})
+
+    @app.get("/")
+    def launch() -> Response:
+        """Open the terminal's page with a fresh one-time link code."""
+        code = fresh_link()
+        if code is None:
             return error("server_unavailable")
         url = page_url(server_url, service.identity.kind, agent_base(), code, token)
         return RedirectResponse(url, status_code=303, headers={"Referrer-Policy": "no-referrer"})

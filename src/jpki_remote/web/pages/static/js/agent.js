@@ -9,6 +9,8 @@
 //   POST /v1/procedures/{id}/drive   -> 202   relay this procedure's card exchanges until it ends
 //   POST /v1/pin {kind, value, new}  -> 204   answer the pending pin_request
 //   POST /v1/cancel                  -> 204   drop the pending request and any PIN held, stop relaying
+//   POST /v1/browser-link            -> {code}  a fresh one-time browser-link code: the page binds a new session
+//                                               after a reload or a wipe (its session is never stored, see api.js)
 // Every call carries X-Agent-Token: the agent's per-launch token, which it puts in the fragment of the page URL it
 // opens (#link=CODE&agent_token=TOKEN). It is taken out of the address bar at once and kept in this tab only.
 "use strict";
@@ -64,6 +66,8 @@
     // `value` is passed straight into the request body and not kept anywhere by this module.
     sendPin: (kind, value, isNew) => call("POST", "/v1/pin", { kind, value, new: Boolean(isNew) }),
     cancel: () => call("POST", "/v1/cancel", {}).catch(() => null),
+    /** A fresh one-time code for POST /terminals/browser-session (api.ensureSession redeems it at once). */
+    browserLink: async () => { const data = await call("POST", "/v1/browser-link", {}); return data && data.code; },
   };
   window.JPKI = Object.assign(window.JPKI || {}, { agent });
 })();

@@ -3,7 +3,13 @@
 "use strict";
 (function () {
   const base = (window.JPKI && window.JPKI.config.api) || "/api/v1";
-  const TOKEN_KEY = "jpki.browserSession";  // the terminal-bound browser session (never a PIN or a code)
+  // The terminal-bound browser session lives in this page's memory only, never in localStorage or sessionStorage
+  // (finding S-15): no other page or tab of the origin can read it, and it is gone with the page. A reload or a wipe
+  // binds a new one through the terminal agent (ensureSession); leaving the page ends it on the server as well.
+  let sessionToken = null;
+  let binding = null;  // the ensureSession() in flight
+  // What older versions left in localStorage (the session token, the procedure id): removed at once.
+  try { ["jpki.browserSession", "jpki.procedure"].forEach((key) => localStorage.removeItem(key)); } catch (e) { /* none */ }
   // admin pages send no bearer token: the admin sign-in's cookie session (+ its CSRF token) is the credential
   const isAdminPage = document.documentElement.classList.contains("page-admin");
 
@@ -76,9 +82,7 @@
 
   function storedToken() {
     if (isAdminPage) return null;
-    try {
-      return localStorage.getItem(TOKEN_KEY);
-    } catch (e) { return null; }
+    return sessionToken;
   }
 
   function blobToBase64(blob) {
@@ -97,9 +101,8 @@
     return found ? decodeURIComponent(found.slice(name.length)) : null;
   }
 
-  async function request(method, path, { json, form, signal } = {}) {
+  async function request(method, path, { json, form, signal, keepalive, token = storedToken() } = {}) {
     const headers = { Accept: "application/json" };
-    const token = storedToken();
     if (token) headers.Authorization = "Bearer " + token;
     const csrf = method === "GET" || method === "HEAD" ? null : csrfToken();
     if (csrf) headers["X-CSRF-Token"] = csrf;
@@ -112,7 +115,8 @@
     }
     let response;
     try {
-      response = await fetch(base + path, { method, headers, body, credentials: "same-origin", cache: "no-store", signal });
+      response = await fetch(base + path,
+        { method, headers, body, credentials: "same-origin", cache: "no-store", signal, keepalive: Boolean(keepalive) });
     } catch (e) {
       if (e && e.name === "AbortError") throw e;
       throw normalizeError(0, null);
@@ -130,18 +134,39 @@
     PATHS,
     ApiError,
     request,
-    setToken(token) {
-      try { if (token) localStorage.setItem(TOKEN_KEY, token); else localStorage.removeItem(TOKEN_KEY); } catch (e) { /* ignore */ }
-    },
+    setToken(token) { sessionToken = token || null; },
     hasToken: () => Boolean(storedToken()),
     async redeemLink(code) {
       const data = await request("POST", PATHS.redeemLink(), { json: { code } });
       if (data && data.token) api.setToken(data.token);
       return data;
     },
+    /** Make sure this page has a session: when it has none (a reload, after a wipe, expired), a fresh one-time link
+     *  from the local terminal agent is redeemed. Resolves to whether the page has a session now. */
+    ensureSession() {
+      if (sessionToken) return Promise.resolve(true);
+      const agent = window.JPKI && window.JPKI.agent;
+      if (!agent || !agent.available || !agent.browserLink) return Promise.resolve(false);
+      if (!binding) {
+        binding = (async () => {
+          try {
+            const code = await agent.browserLink();
+            if (code) await api.redeemLink(code);
+          } catch (e) { /* no agent, no server: the caller says what to do */ }
+          return Boolean(sessionToken);
+        })().finally(() => { binding = null; });
+      }
+      return binding;
+    },
     /** The procedure this terminal is running ({procedure: view | null}); also proves the session is valid. */
     currentProcedure: () => request("GET", PATHS.currentProcedure()),
-    endSession: () => request("DELETE", PATHS.endSession()),
+    /** Forget this page's session now and end it on the server (best effort; `keepalive` when the page goes). */
+    endSession({ keepalive = false } = {}) {
+      const token = sessionToken;
+      sessionToken = null;
+      if (!token) return Promise.resolve(null);
+      return request("DELETE", PATHS.endSession(), { token, keepalive }).catch(() => null);
+    },
     /** body: {kind, target, card_id, known_pin?} — the channel follows from the terminal's kind. */
     start: (body) => request("POST", PATHS.procedures(), { json: body }),
     view: (id) => request("GET", PATHS.procedure(id)),
@@ -156,4 +181,6 @@
     staffCheck: (id, staffId, documents) => request("POST", PATHS.staffCheck(id), { json: { staff_id: staffId, documents } }),
   };
   window.JPKI = Object.assign(window.JPKI || {}, { api });
+  // Leaving or closing the page (or reloading it) ends its session: nothing usable stays behind.
+  window.addEventListener("pagehide", () => { api.endSession({ keepalive: true }); });
 })();

@@ -48,6 +48,8 @@
     if (link) {
       history.replaceState(null, "", location.pathname + location.search);
       try { await api.redeemLink(link); } catch (e) { /* reported below */ }
+    } else {
+      await api.ensureSession();  // a reload: the session was in memory only, the agent gives a new link
     }
     try {
       await api.currentProcedure();

@@ -5,7 +5,6 @@
   const J = window.JPKI;
   const { api, agent, config, setBilingual } = J;
   const $ = (id) => document.getElementById(id);
-  const PROCEDURE_KEY = "jpki.procedure";  // the id of the procedure on this terminal (not a secret: bound to it)
   const POLL_MS = 700;
   const STEPS = ["card", "pin", "face", "code", "update", "done"];
   const STEP_NAMES = {
@@ -46,6 +45,8 @@
   const SOFT_MESSAGES = new Set(["pin_incorrect", "code_wrong", "code_expired", "face_retry", "code_b_incorrect",
     "card_removed", "new_pin_invalid"]);
 
+  // Nothing of the holder's visit is kept in browser storage (finding S-15): the procedure id and the session are in
+  // memory; after a reload the server says which procedure runs on this terminal (connect()).
   const state = {
     procedureId: null, kind: null, target: null, knownPin: null, view: null, agentStatus: null,
     screen: null, step: null, pinRequestKey: null, newPinFirst: null, capturing: false, codeRequested: false,
@@ -86,7 +87,6 @@
   function fail(code, ja, en) {
     stopPolling();
     state.finished = true;
-    forgetProcedure();
     if (J.camera) J.camera.abort();
     showError(null);
     $("failed-ja").textContent = ja;
@@ -100,17 +100,9 @@
     agent.cancel();
   }
 
-  // ------------------------------------------------------------------------------------------------ storage
-  function rememberProcedure(id) {
-    state.procedureId = id;
-    try { localStorage.setItem(PROCEDURE_KEY, id); } catch (e) { /* ignore */ }
-  }
-  function forgetProcedure() {
-    try { localStorage.removeItem(PROCEDURE_KEY); } catch (e) { /* ignore */ }
-  }
-
   // ------------------------------------------------------------------------------------------------ wipe
-  /** Wipe the screen and everything typed; tell the server and the agent to abandon the procedure. */
+  /** Wipe the screen and everything typed; tell the server and the agent to abandon the procedure; end this
+   *  screen's session (the next holder's start binds a new one through the agent). */
   async function wipe(reason) {
     stopPolling();
     const id = state.procedureId;
@@ -119,13 +111,13 @@
     $("code-input").value = "";
     state.newPinFirst = null;
     showError(null);
-    forgetProcedure();
     Object.assign(state, { procedureId: null, kind: null, target: null, knownPin: null, view: null, pinRequestKey: null,
       capturing: false, codeRequested: false, finished: false, faceResult: null });
     agent.cancel();
     if (id && reason !== "finished") {
       try { await api.cancel(id); } catch (e) { /* already ended, or the server is gone: it expires by itself */ }
     }
+    api.endSession();  // forgotten at once; ended on the server in the background
     setStep(null);
     show("menu");
     if (reason === "idle") J.toast("操作がなかったため、手続を中止しました。 (Cancelled after inactivity)");
@@ -201,12 +193,25 @@
     }
   }
 
+  /** Start, with this screen's session — bound anew when the last wipe ended it or it expired while idle. */
+  async function startWithSession(body) {
+    await api.ensureSession();
+    try {
+      return await api.start(body);
+    } catch (e) {
+      if (!(e instanceof api.ApiError) || e.status !== 401) throw e;
+      api.setToken(null);
+      if (!(await api.ensureSession())) throw e;
+      return api.start(body);
+    }
+  }
+
   async function startProcedure(cardId) {
     const body = { kind: state.kind, target: state.target, card_id: cardId };
     if (state.knownPin) body.known_pin = state.knownPin;
     try {
-      const view = await api.start(body);
-      rememberProcedure(view.id);
+      const view = await startWithSession(body);
+      state.procedureId = view.id;
       await agent.drive(view.id);
       state.view = view;
       startPolling();
@@ -530,7 +535,6 @@
   function finish(view) {
     stopPolling();
     state.finished = true;
-    forgetProcedure();
     showError(null);
     const kind = KIND_LABELS[view.kind] || [view.kind, view.kind];
     const target = TARGET_LABELS[view.target] || [view.target, view.target];
@@ -555,6 +559,8 @@
           "Could not bind this screen to the terminal. Please reopen it from the terminal.");
         return;
       }
+    } else {
+      await api.ensureSession();  // a reload: the session was in memory only, the agent gives a new link
     }
     let current = null;
     try {
@@ -567,7 +573,7 @@
     // A procedure already running on this terminal (a reload, or the screen reopened) continues where it is.
     const view = current && current.procedure;
     if (view && view.status === "active") {
-      rememberProcedure(view.id);
+      state.procedureId = view.id;
       state.kind = view.kind;
       state.target = view.target;
       labelUpdateStep(view.kind);
@@ -575,7 +581,6 @@
       render(view);
       return;
     }
-    forgetProcedure();
     show("menu");
   }
 
@@ -624,6 +629,7 @@
     ["pointerdown", "keydown", "touchstart", "input"].forEach((name) => document.addEventListener(name, touch, { passive: true }));
     setInterval(idleTick, 1000);
     window.addEventListener("pagehide", () => { if (J.camera) J.camera.close(); });
+    window.addEventListener("pageshow", (event) => { if (event.persisted) connect(); });  // back from the bfcache
     connect();
   });
 })();
