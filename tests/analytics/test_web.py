@@ -95,6 +95,19 @@ def test_dashboard_fragment_is_self_contained() -> None:
     assert 'data-api="/x/y"' in dashboard_fragment("/x/y/")
 
 
+@pytest.mark.parametrize(
+    ("path", "media_type"),
+    [("/api/analytics/dashboard.js", "text/javascript"), ("/api/analytics/dashboard.css", "text/css")],
+)
+def test_dashboard_script_and_style_declare_their_media_type(path: str, media_type: str) -> None:
+    """The OpenAPI document says what these routes answer (not the default JSON), and they answer exactly that."""
+    client = TestClient(_app(None))
+    declared = client.get("/openapi.json").json()["paths"][path]["get"]["responses"]["200"]["content"]
+    assert list(declared) == [media_type] and declared[media_type]["schema"] == {"type": "string"}
+    answer = client.get(path)
+    assert answer.status_code == 200 and answer.headers["content-type"] == f"{media_type}; charset=utf-8"
+
+
 # ---- the fragment's JS in chromium ---------------------------------------------------------------------------------
 
 

@@ -137,6 +137,15 @@ def sign_in_admin(page: Any, server: RunningServer) -> None:
     assert response.ok, response.text()
 
 
+def sign_in_on_the_form(page: Any, base_url: str, path: str, token: str) -> None:
+    """``page`` shows the admin sign-in form (where an admin page sends a visitor who is not signed in): type the
+    admin token, sign in, and wait until the form has brought the browser back to the admin page ``path``."""
+    assert "/login?role=admin" in page.url, page.url
+    page.fill("#token", token)
+    page.click("form button[type=submit]")
+    page.wait_for_url(base_url + path, timeout=30_000)
+
+
 @pytest.fixture(scope="session")
 def chromium_path() -> Path:
     if not CHROMIUM.exists():

@@ -13,7 +13,7 @@ from conftest import ConsoleErrors, RunningServer, sign_in_admin
 from jpki_remote.procedures.policy import default_policy
 
 PAGES = ["/", "/kiosk", "/portal", "/counter", "/admin", "/admin/audit", "/admin/stats"]
-SIGNED_IN_PAGES = {"/admin/audit"}  # served to a signed-in admin only
+SIGNED_IN_PAGES = {"/admin", "/admin/audit", "/admin/stats"}  # served to a signed-in admin only
 AGENT_NOWHERE = "http://127.0.0.1:9"  # the discard port: nothing answers, like an agent that is not running
 
 
@@ -40,7 +40,7 @@ def test_page_loads_without_script_errors(pages_server: RunningServer, browser: 
     assert page.evaluate("document.documentElement.lang") == "ja"
 
 
-@pytest.mark.parametrize("path", ["/kiosk", "/portal", "/counter", "/admin", "/admin/audit"])
+@pytest.mark.parametrize("path", ["/kiosk", "/portal", "/counter", "/admin", "/admin/audit", "/admin/stats"])
 def test_english_is_marked_and_controls_are_labelled(pages_server: RunningServer, browser: Any, path: str) -> None:
     page = browser.new_page()
     if path in SIGNED_IN_PAGES:
@@ -159,6 +159,7 @@ def test_kiosk_offers_only_the_pins_the_policy_accepts(pages_server: RunningServ
 
 def test_policy_table_is_the_engines_policy(pages_server: RunningServer, browser: Any) -> None:
     page = browser.new_page()
+    sign_in_admin(page, pages_server)
     page.goto(pages_server.url + "/admin")
     cells = page.evaluate("""() => Array.from(document.querySelectorAll('#policy-table td[data-channel]')).map(td => ({
         procedure: td.parentElement.dataset.procedure, target: td.parentElement.dataset.target,

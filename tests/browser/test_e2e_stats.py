@@ -2,7 +2,8 @@
 
 The scripted demo runs every procedure against its own fresh data directory (started in the background by the
 ``scripted_demo`` fixture while the other end-to-end tests run); then ``jpki-remote serve`` is started on that data
-directory, the administrator signs in with the admin token on the plain sign-in form and opens ``/admin/stats``.
+directory, the administrator opens ``/admin/stats``, is sent to the plain sign-in form, signs in there with the
+admin token and is brought back to the page.
 The figures the page shows are compared with counts made here straight from the procedures table, with the
 dashboard's published definitions (analytics/live.py): every procedure by channel; a counter visit avoided is a
 completed renewal / PIN reset / PIN change / revocation / loss report on a kiosk or online.
@@ -18,6 +19,8 @@ from typing import Any
 
 import pytest
 from e2e import ServerProcess, clean_env, free_port
+
+from conftest import sign_in_on_the_form
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 COUNTER_KINDS = {"renewal", "pin_reset", "pin_change", "revocation", "loss_report"}
@@ -55,10 +58,8 @@ def test_admin_dashboard_shows_the_scripted_demo(scripted_demo: Any, browser_fac
     server = ServerProcess(env, port, tmp_path / "server.log")
     try:
         page = browser_factory().new_context(viewport={"width": 1280, "height": 1000}).new_page()
-        page.goto(f"{server.url}/login?role=admin&next=/admin/stats")
-        page.fill("#token", token)
-        page.click("form button[type=submit]")
-        page.wait_for_url(f"{server.url}/admin/stats", timeout=30_000)
+        page.goto(f"{server.url}/admin/stats")  # not signed in yet: the sign-in form, which comes back here
+        sign_in_on_the_form(page, server.url, "/admin/stats", token)
         page.wait_for_function(
             "() => /^\\d/.test(document.querySelector('[data-stat=total]').textContent.trim())", timeout=60_000)
         shown = page.evaluate(

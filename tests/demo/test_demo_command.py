@@ -154,8 +154,11 @@ def test_demo_serves_the_pages_stops_cleanly_and_reuses_its_data(
     first.wait_for(READY, timeout=400)
     server = f"http://127.0.0.1:{port}"
     with httpx.Client(timeout=30) as http:
-        for path in ("/kiosk", "/portal", "/counter", "/admin", "/admin/stats", "/api/v1/health"):
+        for path in ("/kiosk", "/portal", "/counter", "/api/v1/health"):
             assert http.get(server + path).status_code == 200, path
+        for path in ("/admin", "/admin/stats"):  # the admin pages: the sign-in form first
+            refused = http.get(server + path)
+            assert refused.status_code == 303 and refused.headers["location"].startswith("/login?role=admin"), path
         for label in ("kiosk", "portal", "counter"):
             # the terminal agent's launcher: a fresh one-time browser link, then the terminal's page
             opened = http.get(first.url(label), follow_redirects=True)

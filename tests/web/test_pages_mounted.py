@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from web_world import Web
@@ -17,8 +18,6 @@ API = "/api/v1"
         ("/kiosk", "holder.js"),
         ("/portal", "holder.js"),
         ("/counter", "counter.js"),
-        ("/admin", "admin"),
-        ("/admin/stats", "admin"),
     ],
 )
 def test_pages_answer_with_their_content(web: Web, path: str, marker: str) -> None:
@@ -30,40 +29,52 @@ def test_pages_answer_with_their_content(web: Web, path: str, marker: str) -> No
     assert response.headers["cache-control"] == "no-store"
 
 
-def test_the_audit_page_is_for_the_signed_in_admin_only(web: Web) -> None:
-    """The audit browser is served on the admin sign-in (cookie session) like the rest of the admin UI: anyone else
-    is sent to the sign-in form, which comes back to the page; its API calls ride on the same session."""
-    sign_in = "/login?role=admin&next=%2Fadmin%2Faudit"
+# every admin page: what only the page shows, and the API call its scripts make (None: the page has no script of its
+# own — the policy table is rendered on the server; its API twin is what an API client reads with the bearer token)
+ADMIN_PAGES = [
+    ("/admin", 'id="policy-table"', f"{API}/admin/policy"),
+    ("/admin/audit", "audit.js", f"{API}/admin/audit?limit=5"),
+    ("/admin/stats", "/api/analytics/dashboard.js", "/api/analytics/live"),
+]
+
+
+@pytest.mark.parametrize(("path", "marker", "api_call"), ADMIN_PAGES)
+def test_admin_pages_are_for_the_signed_in_admin_only(web: Web, path: str, marker: str, api_call: str) -> None:
+    """Every admin page is served on the admin sign-in (cookie session): anyone else is sent to the sign-in form,
+    which comes back to the page; the page's API calls ride on the same session (no bearer token in the page)."""
+    sign_in = "/login?" + urlencode({"role": "admin", "next": path})
 
     def refused(response: Any) -> bool:
-        answer = (response.status_code, response.headers.get("location"), "audit.js" in response.text)
+        answer = (response.status_code, response.headers.get("location"), marker in response.text)
         return answer == (303, sign_in, False)
 
-    assert refused(web.client.get("/admin/audit", follow_redirects=False))
+    assert refused(web.client.get(path, follow_redirects=False))
     # the bearer admin token is for API clients, not a way into the page; a staff sign-in is not an admin one
     bearer = {"Authorization": f"Bearer {web.admin_token}"}
-    assert refused(web.client.get("/admin/audit", headers=bearer, follow_redirects=False))
+    assert refused(web.client.get(path, headers=bearer, follow_redirects=False))
+    assert web.client.get(api_call, headers=bearer).status_code == 200  # machine clients keep the bearer token
     web.staff_login("kato")
-    assert refused(web.client.get("/admin/audit", follow_redirects=False))
+    assert refused(web.client.get(path, follow_redirects=False))
     web.client.cookies.set("jpki_admin", "forged-" + "x" * 40)
-    assert refused(web.client.get("/admin/audit", follow_redirects=False))
-    assert web.client.get(f"{API}/admin/audit").status_code == 401
+    assert refused(web.client.get(path, follow_redirects=False))
+    assert web.client.get(api_call).status_code == 401
     web.client.cookies.clear()
 
-    form = web.client.post(
-        f"{API}/login/admin", data={"token": web.admin_token, "next": "/admin/audit"}, follow_redirects=False
-    )
-    assert form.status_code == 303 and form.headers["location"] == "/admin/audit"
-    page = web.client.get("/admin/audit", follow_redirects=False)
-    assert page.status_code == 200 and "audit.js" in page.text
-    assert 'id="admin-token"' not in page.text  # no token field in the page any more
+    form = web.client.get(sign_in)  # the sign-in form comes back to the page
+    assert form.status_code == 200 and f'name="next" value="{path}"' in form.text
+    posted = web.client.post(f"{API}/login/admin", data={"token": web.admin_token, "next": path},
+                             follow_redirects=False)
+    assert posted.status_code == 303 and posted.headers["location"] == path
+    page = web.client.get(path, follow_redirects=False)
+    assert page.status_code == 200 and marker in page.text
+    assert 'id="admin-token"' not in page.text and "sessionStorage" not in page.text  # no token to paste or keep
     assert page.headers["cache-control"] == "no-store"
     assert "script-src 'self'" in page.headers["content-security-policy"]
-    listing = web.client.get(f"{API}/admin/audit", params={"limit": 5})  # what audit.js asks, with the cookie only
-    assert listing.status_code == 200 and "events" in listing.json()
+    assert web.client.get(api_call).status_code == 200  # with the cookie only, as the page's scripts ask
 
-    web.client.post(f"{API}/logout", json={"role": "admin"})
-    assert refused(web.client.get("/admin/audit", follow_redirects=False))
+    assert web.client.post(f"{API}/logout", json={"role": "admin"}).status_code == 204
+    assert refused(web.client.get(path, follow_redirects=False))
+    assert web.client.get(api_call).status_code == 401
 
 
 def test_only_a_loopback_agent_reaches_the_csp(web: Web) -> None:

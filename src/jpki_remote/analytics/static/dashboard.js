@@ -6,6 +6,15 @@
   if (!root) return;
   const api = root.dataset.api;
   const number = new Intl.NumberFormat("ja-JP", { maximumFractionDigits: 0 });
+  // On jpki-remote's admin page the API calls ride on the admin sign-in (cookie session): when it has ended (401),
+  // back to the sign-in form, which returns here. Elsewhere a 401 is shown like any other error.
+  const signIn = document.documentElement.classList.contains("page-admin")
+    ? "/login?role=admin&next=" + encodeURIComponent(location.pathname) : null;
+
+  function answer(r) {
+    if (r.status === 401 && signIn) { window.location.assign(signIn); return new Promise(() => {}); }
+    return r.ok ? r.json() : Promise.reject(new Error("HTTP " + r.status));
+  }
 
   function format(value, kind) {
     if (value === null || value === undefined) return kind === "wait" ? "過負荷 overloaded" : "–";
@@ -89,7 +98,7 @@
 
   function loadLive() {
     fetch(api + "/live", { headers: { Accept: "application/json" }, credentials: "same-origin" })
-      .then((r) => (r.ok ? r.json() : Promise.reject(new Error("HTTP " + r.status))))
+      .then(answer)
       .then((stats) => {
         fill("data-stat", stats);
         drawHours(stats);
@@ -135,7 +144,7 @@
     inflight = new AbortController();
     const source = encodeURIComponent(root.querySelector("#jpa-source").value);
     fetch(api + "/load?share=" + share + "&source=" + source, { signal: inflight.signal, credentials: "same-origin" })
-      .then((r) => (r.ok ? r.json() : Promise.reject(new Error("HTTP " + r.status))))
+      .then(answer)
       .then((data) => {
         fill("data-load", Object.assign({}, data.summary, { source: null }));
         root.querySelector("[data-load=source]").textContent =

@@ -3,8 +3,10 @@
 
 The routes only render templates; every dynamic action goes through the JSON API (``/api/v1``) from the pages'
 scripts. The policy table is rendered here, on the server, straight from the policy data the engine uses, so what
-the admin sees is what the engine enforces. ``/admin/audit`` is rendered only for a signed-in admin (the admin
-sign-in's cookie session, :mod:`jpki_remote.web.login`); anyone else is redirected to the sign-in form.
+the admin sees is what the engine enforces. Every admin page (``/admin``, ``/admin/audit``, ``/admin/stats``) is
+rendered only for a signed-in admin (the admin sign-in's cookie session, :mod:`jpki_remote.web.login`; its scripts
+call the API on that session); anyone else — a bearer header or a staff session included — is redirected to the
+sign-in form, which comes back to the page.
 
 Every page answer carries a strict Content-Security-Policy (scripts and styles from this origin only; the camera
 stream as ``blob:``/``mediastream:``; ``connect-src`` adds the loopback terminal agent) and ``Cache-Control:
@@ -124,25 +126,43 @@ def counter(request: Request, agent: str | None = None) -> HTMLResponse:
     return _render(request, "counter.html", agent=url, page="counter", config={"channel": "counter"})
 
 
+def _admin_sign_in(request: Request) -> Response | None:
+    """None for a signed-in admin (the admin sign-in's cookie session, ``app.state.admin_session``); for anyone else
+    — a bearer header is for API clients, a staff session is not an admin one — a redirect to the sign-in form,
+    which comes back to this page."""
+    signed_in = getattr(request.app.state, "admin_session", None)
+    if signed_in is not None and signed_in(request) is not None:
+        return None
+    target = "/login?" + urlencode({"role": "admin", "next": request.url.path})
+    return RedirectResponse(target, status_code=303, headers={"Cache-Control": "no-store"})
+
+
 @router.get("/admin", response_class=HTMLResponse)
-def admin_policy(request: Request) -> HTMLResponse:
+def admin_policy(request: Request) -> Response:
+    """The policy table, for a signed-in admin only. API clients: ``GET /api/v1/admin/policy`` (bearer token)."""
+    refused = _admin_sign_in(request)
+    if refused is not None:
+        return refused
     return _render(request, "admin_policy.html", page="admin", section="policy", table=policy_view.policy_table())
 
 
 @router.get("/admin/audit", response_class=HTMLResponse)
 def admin_audit(request: Request) -> Response:
-    """The audit-log browser, for a signed-in admin only (the admin sign-in's cookie session, like the rest of the
-    admin UI; its scripts call the API with that session). Anyone else is sent to the sign-in form, which comes
-    back here. API clients use ``GET /api/v1/admin/audit`` with the bearer admin token."""
-    signed_in = getattr(request.app.state, "admin_session", None)
-    if signed_in is None or signed_in(request) is None:
-        target = "/login?" + urlencode({"role": "admin", "next": "/admin/audit"})
-        return RedirectResponse(target, status_code=303, headers={"Cache-Control": "no-store"})
+    """The audit-log browser, for a signed-in admin only; its scripts call the API with that session. API clients
+    use ``GET /api/v1/admin/audit`` with the bearer admin token."""
+    refused = _admin_sign_in(request)
+    if refused is not None:
+        return refused
     return _render(request, "admin_audit.html", page="admin", section="audit")
 
 
 @router.get("/admin/stats", response_class=HTMLResponse)
-def admin_stats(request: Request) -> HTMLResponse:
+def admin_stats(request: Request) -> Response:
+    """Live statistics and the what-if, for a signed-in admin only; the dashboard's scripts call the analytics API
+    with that session. API clients use ``/api/analytics/…`` with the bearer admin token."""
+    refused = _admin_sign_in(request)
+    if refused is not None:
+        return refused
     return _render(request, "admin_stats.html", page="admin", section="stats", analytics_fragment=_analytics_fragment())
 
 
