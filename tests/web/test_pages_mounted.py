@@ -72,7 +72,10 @@ def test_admin_pages_are_for_the_signed_in_admin_only(web: Web, path: str, marke
     assert "script-src 'self'" in page.headers["content-security-policy"]
     assert web.client.get(api_call).status_code == 200  # with the cookie only, as the page's scripts ask
 
-    assert web.client.post(f"{API}/logout", json={"role": "admin"}).status_code == 204
+    # the page's own sign-out: a plain form post (no script), back to the start page
+    assert 'action="/api/v1/logout"' in page.text and 'name="role" value="admin"' in page.text
+    signed_out = web.client.post(f"{API}/logout", data={"role": "admin"}, follow_redirects=False)
+    assert signed_out.status_code == 303 and signed_out.headers["location"] == "/"
     assert refused(web.client.get(path, follow_redirects=False))
     assert web.client.get(api_call).status_code == 401
 

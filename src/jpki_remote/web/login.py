@@ -24,7 +24,7 @@ agent) is not a cookie request and needs no CSRF token. Sign-in form posts are c
 **Dependencies.** :func:`admin_access` accepts the bearer admin token *or* the admin cookie session (the admin
 pages' scripts — the audit browser, the analytics dashboard — fetch without an Authorization header);
 :func:`admin_session_resolver` gives the admin cookie session alone (the app keeps one as
-``app.state.admin_session``: the admin audit page is served only to a signed-in admin); :func:`staff_resolver`
+``app.state.admin_session``: the admin pages are served only to a signed-in admin); :func:`staff_resolver`
 gives the signed-in staff member (401 ``staff_login_required`` without one) for the counter routes, which take the
 staff id from it — never from a typed field.
 """
