@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from jpki_remote.procedures.core import (
@@ -82,17 +82,29 @@ class AuditTrail(EngineCore):
             return 0
         try:
             with self.db.session() as session:
-                stmt = select(AuditBacklog).order_by(AuditBacklog.id).limit(limit)
+                stmt = select(AuditBacklog.id).order_by(AuditBacklog.id).limit(limit)
                 if self.db.is_postgresql:
                     stmt = stmt.with_for_update(skip_locked=True)
-                rows = list(session.scalars(stmt))
+                ids = list(session.scalars(stmt))
+                if not ids:
+                    return 0
+                # Claim the rows by deleting them, and append what the DELETE returns — never what an earlier read
+                # saw. SQLite has no SKIP LOCKED: two workers may read the same ids; the second one's DELETE waits
+                # for the first's commit and then finds them gone — or, the table emptied in between, finds a *new*
+                # row under a reused id. Either way each event is appended once, by the worker that deleted it.
+                claim = (
+                    delete(AuditBacklog)
+                    .where(AuditBacklog.id.in_(ids))
+                    .returning(AuditBacklog.id, AuditBacklog.record, AuditBacklog.created_at)
+                )
+                rows = sorted(session.execute(claim, execution_options={"synchronize_session": False}).all())
                 if not rows:
                     return 0
                 now = self.now()
                 records = []
-                for row in rows:
-                    record = dict(row.record)
-                    late = int((now - utc(row.created_at)).total_seconds())  # type: ignore[operator]
+                for _id, stored, created_at in rows:
+                    record = dict(stored)
+                    late = int((now - utc(created_at)).total_seconds())  # type: ignore[operator]
                     if late >= LATE_AUDIT_SECONDS:
                         record["detail"] = {**(record.get("detail") or {}), "delayed_seconds": late}
                     records.append(record)
@@ -101,8 +113,6 @@ class AuditTrail(EngineCore):
                 else:
                     for record in records:
                         port.record(**record)
-                for row in rows:
-                    session.delete(row)
                 return len(rows)
         except Exception as exc:
             log.error("audit log unavailable: queued events stay in the backlog (%s: %s)", type(exc).__name__, exc)
