@@ -142,9 +142,10 @@ def test_new_card_issued_at_the_counter(
 def test_holder_sent_to_the_counter_by_the_limits_is_unlocked_by_staff(
     e2e_world: E2EWorld, browser_factory: Any, y4m_cache: Any, staff: str
 ) -> None:
-    """Too many face attempts on a card lock it out of remote procedures: the kiosk sends the holder to the counter;
-    there staff find the card, see it limited, lift the limits after checking an ID document (audited); the kiosk
-    then starts the holder's procedure again."""
+    """Too many face attempts on a card lock it out of remote procedures: once the card has proved possession (the
+    start says nothing about the card, finding S-5) the kiosk sends the holder to the counter; there staff find the
+    card, see it limited, lift the limits after checking an ID document (audited); at the kiosk the holder's card
+    then passes its proof again."""
     from jpki_remote.proofing.limits import AttemptKind, Limits
 
     world = e2e_world
@@ -161,6 +162,7 @@ def test_holder_sent_to_the_counter_by_the_limits_is_unlocked_by_staff(
     try:
         screen = session.open()
         screen.choose_renewal()
+        screen.enter_pin("authentication pin", holder.pins["auth_pin"])  # the lockout shows after the card proof
         screen.wait_screen("failed")
         assert "窓口" in screen.failure() and "counter" in screen.failure(), screen.failure()
         assert "窓口へお越しください" in screen.text("#failed-next")
@@ -186,7 +188,8 @@ def test_holder_sent_to_the_counter_by_the_limits_is_unlocked_by_staff(
         screen.page.click("[data-screen=failed] [data-action=home]")
         screen.wait_screen("menu")
         screen.choose_renewal()
-        screen.wait_pin("authentication pin")  # the procedure started: the card is being checked again
+        screen.enter_pin("authentication pin", holder.pins["auth_pin"])
+        screen.wait_pin("verification code b")  # past the card proof: no longer locked out
         screen.page.click("[data-screen=pin] [data-action=cancel]")
         screen.wait_screen("menu")
     except BaseException:

@@ -81,28 +81,44 @@ def test_browser_session_cannot_drive_the_card_or_outlive_its_terminal(module_we
 
 
 # ---- rate limits -----------------------------------------------------------------------------------------------
-def test_procedure_starts_are_limited_per_card_known_or_unknown(module_web: SecWeb) -> None:
-    """Stolen card, or a guessed card id: each new procedure would give fresh face and code budgets, so starts per
-    card are limited (ASVS 6.3, SP 800-63B §3.2.2) — the same way for a card id that does not exist."""
+def test_procedure_starts_are_limited_per_card_once_it_proves_possession(module_web: SecWeb) -> None:
+    """Stolen card: each new procedure would give fresh face and code budgets, so a card's starts are limited (ASVS
+    6.3, SP 800-63B §3.2.2) — counted when the card proves possession (S-5). Starts with a card number alone, real or
+    not, are neither counted against the card nor answered differently: nobody locks a holder out with the number."""
+    from procedure_world import PINS
+
+    from jpki_remote.proofing.limits import DEFAULT_RULES, AttemptKind, Scope
+    from jpki_remote.terminal.agent import AgentCore, ScriptedPinPad, drive
+
+    card_starts = next(r.limit for r in DEFAULT_RULES if r.kind is AttemptKind.START and r.scope is Scope.CARD)
     web = module_web
     issued = web.world.issue_card()
+    unknown = "8" + secrets.token_hex(7)[:14].translate(str.maketrans("abcdef", "012345"))
     answers: dict[str, list[int]] = {}
-    for label, card_id in (("known", issued.card_id), ("unknown", "8" + secrets.token_hex(7)[:14].translate(
-            str.maketrans("abcdef", "012345")))):
+    for label, card_id in (("known", issued.card_id), ("unknown", unknown)):
         statuses = []
-        for _ in range(14):
+        for _ in range(card_starts + 4):
             terminal = web.terminal("app")  # a new terminal and address each time: only the card is in common
             response = terminal.http.post(
                 f"{API}/procedures",
-                json={"kind": "pin_change", "target": "auth_pin", "card_id": card_id},
+                json={"kind": "renewal", "target": "certificates", "card_id": card_id},
                 headers=web.auth(terminal),
             )
             statuses.append(response.status_code)
             if response.status_code == 201:
                 terminal.http.post(f"{API}/procedures/{response.json()['id']}/cancel", headers=web.auth(terminal))
         answers[label] = statuses
-    assert answers["known"] == answers["unknown"], answers
-    assert 429 in answers["known"], answers
+    assert answers["known"] == answers["unknown"] == [201] * (card_starts + 4), answers
+    ends = []
+    for _ in range(card_starts + 1):  # now with the card: its proof counts, whatever the terminal and address
+        terminal = web.terminal("app")
+        reply = terminal.start("revocation", "signature", issued.card_id)
+        core = AgentCore(issued.card.transmit, ScriptedPinPad(pins={"auth_pin": PINS["auth_pin"]}))
+        reply = drive(lambda body, t=terminal, pid=reply["id"]: t.exchange(pid, body), core, reply)
+        ends.append(reply["state"] if reply["status"] == "active" else reply["error"]["code"])
+        if reply["status"] == "active":
+            terminal.http.post(f"{API}/procedures/{reply['id']}/cancel", headers=web.auth(terminal))
+    assert ends == ["proofs"] * card_starts + ["locked_out"], ends
 
 
 # ---- security headers, cookies, CSRF, CORS ---------------------------------------------------------------------

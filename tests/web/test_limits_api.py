@@ -1,5 +1,6 @@
-"""Rate limits over HTTP: the client address behind a trusted proxy, the 429 ``locked_out`` answer (the same for an
-unknown card), address lockouts, and counter staff lifting a card's lockout through the API."""
+"""Rate limits over HTTP: the client address behind a trusted proxy; starts without the card neither lock a card out
+nor tell it from an unknown one (S-5); a locked-out card's procedure ends with ``locked_out`` at its card proof;
+address lockouts; counter staff lifting a card's lockout through the API."""
 
 from __future__ import annotations
 
@@ -8,11 +9,12 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from procedure_world import make_world
+from procedure_world import PINS, IssuedCard, make_world
 from web_world import Web
 
 from jpki_remote.proofing.limits import DEFAULT_RULES, AttemptKind, Scope
 from jpki_remote.store import Database
+from jpki_remote.terminal.agent import AgentCore, ScriptedPinPad, drive
 from jpki_remote.web.app import create_app
 from jpki_remote.web.client_address import client_address, parse_trusted
 
@@ -38,35 +40,53 @@ def _auth(server, address: str | None = None) -> dict[str, str]:
     return headers
 
 
-def _start(web: Web, server, card_id: str, address: str):
+def _start(web: Web, server, card_id: str, address: str, kind: str = "renewal", target: str = "certificates"):
     return web.client.post(
         f"{API}/procedures",
         headers=_auth(server, address),
-        json={"kind": "renewal", "target": "certificates", "card_id": card_id},
+        json={"kind": kind, "target": target, "card_id": card_id},
     )
 
 
-def _starts_until_refused(web: Web, server, card_id: str, address: str) -> tuple[int, dict]:
-    for count in range(1, 100):
-        response = _start(web, server, card_id, address)
-        if response.status_code != 201:
-            assert response.status_code == 429, response.text
-            return count, response.json()
-        cancel = web.client.post(f"{API}/procedures/{response.json()['id']}/cancel", headers=_auth(server))
-        assert cancel.status_code == 200
-    raise AssertionError("never refused")
+def _proven(web: Web, server, issued: IssuedCard, address: str) -> dict:
+    """A revocation at the kiosk whose card proves possession (auth PIN + signature): the card is taken there."""
+    response = _start(web, server, issued.card_id, address, "revocation", "signature")
+    assert response.status_code == 201, response.text
+    core = AgentCore(issued.card.transmit, ScriptedPinPad(pins={"auth_pin": PINS["auth_pin"]}))
+    reply = response.json()
+    return drive(lambda body: server.exchange(reply["id"], body), core, reply)
 
 
-def test_card_lockout_is_the_same_for_an_unknown_card_and_staff_lift_it(proxied: Web, tmp_path: Path) -> None:
+def _stable(body: dict) -> dict:
+    return {k: v for k, v in body.items() if k not in ("id", "expires_at")}
+
+
+def test_starts_without_the_card_lock_nothing_out_and_look_alike(proxied: Web, tmp_path: Path) -> None:
     issued = proxied.world.issue_card()
     kiosk = proxied.terminal("kiosk", tmp_path)
     unknown = "".join(secrets.choice("0123456789") for _ in range(15))
-    known_count, known = _starts_until_refused(proxied, kiosk, issued.card_id, "198.51.100.10")
-    unknown_count, other = _starts_until_refused(proxied, kiosk, unknown, "198.51.100.11")
-    assert known_count == unknown_count == CARD_STARTS + 1
-    assert known == other
-    assert known["error"]["code"] == "locked_out" and "窓口へお越しください" in known["error"]["message_ja"]
-    assert "counter" in known["error"]["message_en"]
+    for i in range(CARD_STARTS + 2):  # more than the card's daily start limit, each from another address
+        answers = []
+        for n, card_id in enumerate((issued.card_id, unknown)):
+            response = _start(proxied, kiosk, card_id, f"198.51.100.{2 * i + n + 1}")
+            assert response.status_code == 201, response.text
+            answers.append(_stable(response.json()))
+            proxied.client.post(f"{API}/procedures/{response.json()['id']}/cancel", headers=_auth(kiosk))
+        assert answers[0] == answers[1]
+    reply = _proven(proxied, kiosk, issued, "198.51.100.99")  # the holder is not locked out
+    assert reply["status"] == "active" and reply["state"] == "proofs", reply["error"]
+
+
+def test_a_locked_out_card_ends_at_its_proof_and_staff_lift_it(proxied: Web, tmp_path: Path) -> None:
+    issued = proxied.world.issue_card()
+    kiosk = proxied.terminal("kiosk", tmp_path)
+    for _ in range(CARD_STARTS):  # the card's starts are counted once it has proved possession
+        reply = _proven(proxied, kiosk, issued, "198.51.100.10")
+        assert reply["status"] == "active" and reply["state"] == "proofs", reply["error"]
+        proxied.client.post(f"{API}/procedures/{reply['id']}/cancel", headers=_auth(kiosk))
+    refused = _proven(proxied, kiosk, issued, "198.51.100.10")
+    assert refused["status"] == "failed" and refused["error"]["code"] == "locked_out", refused
+    assert "窓口へお越しください" in refused["error"]["ja"] and "counter" in refused["error"]["en"]
 
     counter = proxied.terminal("counter", tmp_path, "c")
     staff = {**_auth(counter), **proxied.staff_login("s1")}  # the staff id comes from the sign-in, not the body
@@ -91,8 +111,10 @@ def test_card_lockout_is_the_same_for_an_unknown_card_and_staff_lift_it(proxied:
         json={"documents": ["driver_licence"]},
     )
     assert lifted.status_code == 200 and lifted.json()["lifted"][0]["reason"] == "card_procedure_starts"
-    assert _start(proxied, kiosk, issued.card_id, "198.51.100.10").status_code == 201
-    # the unknown card is not a card of this municipality: staff cannot lift it (and learn nothing new)
+    reply = _proven(proxied, kiosk, issued, "198.51.100.10")
+    assert reply["status"] == "active" and reply["state"] == "proofs", reply["error"]
+    # an unknown card is not a card of this municipality: staff cannot lift it (and learn nothing new)
+    unknown = "".join(secrets.choice("0123456789") for _ in range(15))
     missing = proxied.client.get(f"{API}/registry/cards/{unknown}/limits", headers=staff)
     assert missing.status_code == 404
     lifted_events = [e for e in proxied.world.audit.events(limit=500) if e.event_type == "limits.lockout_lifted"]

@@ -3,6 +3,7 @@ and the card conversations (scripts re-run over stored transcripts)."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import secrets
@@ -32,6 +33,7 @@ from jpki_remote.procedures.core import (
 from jpki_remote.procedures.errors import ProcedureError
 from jpki_remote.procedures.models import Procedure, ProcedureStatus, StepPhase
 from jpki_remote.procedures.plans import CARD_STEPS, GATE_STEPS, next_step
+from jpki_remote.procedures.policy import ProcedureKind
 from jpki_remote.registry import service as registry
 
 log = logging.getLogger(__name__)
@@ -107,12 +109,21 @@ class Advancing(AuditTrail):
                 if proc.status is not ProcedureStatus.ACTIVE:
                     return self._reply(proc, [], msg=msg)
                 step = proc.state
+                held = proc.active_card is not None
                 if step in GATE_STEPS:
                     if self._rule(proc).missing(proc.proofs or []):
                         return self._reply(proc, [], msg=msg)
-                    self._goto(session, proc, next_step(proc, step))
-                    continue
-                if step in CARD_STEPS:
+                    try:
+                        if proc.kind != ProcedureKind.PIN_CHANGE.value:
+                            # no card proof in the plan (staff check, loss report): the card is taken once every
+                            # proof is in, before the first effect. A PIN change never takes it: the card itself
+                            # checked the old PIN and changed it; nothing on the server's side is at stake.
+                            self._take_card(session, proc)
+                    except StepFailed as fail:
+                        server_step = "!fail:" + fail.code
+                    else:
+                        self._goto(session, proc, next_step(proc, step))
+                elif step in CARD_STEPS:
                     data = proc.data or {}
                     if not data.get("card_present", True) or data.get("await_retry"):
                         return self._reply(proc, [], msg=msg or data.get("await_retry"))
@@ -142,10 +153,16 @@ class Advancing(AuditTrail):
                         except StepFailed as fail:
                             server_step = "!fail:" + fail.code
                             counted = bool(fail.detail.get("face_attempt"))
-                        if server_step is None:
-                            continue
                 else:
                     server_step = step
+                took_card = server_step is None and not held and proc.active_card is not None
+            if server_step is None:  # the step moved on
+                if took_card:
+                    # the card proved possession and is now held: this is when its own start is counted, outside
+                    # the step's transaction (a card locked out ends the procedure here, audited)
+                    with contextlib.suppress(LockedOutError):
+                        self._limit(proc, "procedure_start", None, None, card_only=True)
+                continue
             if server_step.startswith("!fail:"):
                 code = server_step[6:]
                 if counted:  # a refusal the limits count as a face attempt (outside the step's transaction)

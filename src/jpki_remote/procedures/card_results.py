@@ -75,6 +75,7 @@ class CardResults(AuditTrail):
         except InvalidSignature:
             self._audit(proc, "card_proof", "failure", reason="bad_signature")
             raise StepFailed("card_unavailable") from None
+        self._take_card(session, proc)  # possession proved: only now may the card be held (S-5); busy → card_busy
         self._check_eligibility(session, proc, card, resident, cert_info)
         self._add_proof(session, proc, proof)
         self._set_data(proc, notice=None, pin_tries_left=None, challenge=secrets.token_bytes(32).hex())

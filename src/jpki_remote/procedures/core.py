@@ -12,6 +12,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from jpki_remote.procedures import card_issuer, card_public, card_surface
@@ -150,6 +151,24 @@ class EngineCore:
             proofs.append(proof)
         proc.proofs = proofs
         self._journal(session, proc, f"proof:{proof}", StepPhase.DONE)
+
+    def _take_card(self, session: Session, proc: Procedure) -> bool:
+        """Make this procedure the one holding its card (``active_card``, UNIQUE): called once the card has proved
+        possession — or, for a procedure without a card proof (counter staff check, loss report), once every proof
+        is in — never at start (finding S-5). The UPDATE runs in a SAVEPOINT: when another procedure holds the card
+        (two terminals racing, the loser's UPDATE hits the constraint) only the SAVEPOINT is rolled back, nothing
+        else of the step is lost, and the step fails with ``card_busy`` — by then the terminal has shown it holds
+        the card, so saying it is busy reveals nothing. Returns whether the card was taken now."""
+        if proc.card_id is None or proc.active_card == proc.card_id:
+            return False
+        session.flush()  # the step's own changes first: the SAVEPOINT holds the UPDATE of active_card alone
+        try:
+            with session.begin_nested():
+                proc.active_card = proc.card_id
+                session.flush()
+        except IntegrityError:
+            raise StepFailed("card_busy") from None
+        return True
 
     def _card_row(self, session: Session, proc: Procedure) -> Card:
         card = registry.get_card(session, proc.card_id or "")

@@ -25,11 +25,13 @@ recovery (:meth:`Engine.recover`) knows what may have happened. The rules:
   look for a successor that may not exist (the holder may never come back);
 * a COMMIT whose answer was lost leaves the procedure active in ``confirm``: the next contact with the card (any
   terminal) reads the auth certificate actually active on it and continues from the truth;
-* one active procedure per card is a UNIQUE constraint (``procedures.active_card``).
+* one procedure holds a card at a time: a UNIQUE constraint (``procedures.active_card``), taken only once the card
+  has proved possession (``EngineCore._take_card``), released when the procedure ends.
 
-Starting a procedure never reveals whether the card exists: the start answer is the same for any well-formed card
-id; eligibility (card state, resident status, renewal window, certificate validity) is checked only once the card
-has proved possession (a signature with a key of that card).
+Starting a procedure never reveals whether the card exists or is in use: the start answer is the same for any
+well-formed card id, and only the terminal and address limits are counted; eligibility (card state, resident status,
+renewal window, certificate validity), the card's own limits and whether another procedure holds the card are
+checked only once the card has proved possession (a signature with a key of that card; finding S-5).
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """Procedure tables: one row per procedure (its durable state machine) and its step journal.
 
-* ``active_card`` equals ``card_id`` while the procedure is active and is NULL afterwards; its UNIQUE constraint is
-  what makes "one active procedure per card" true across every server process (two terminals racing on one card:
-  the second INSERT fails, exactly one wins).
+* ``active_card`` equals ``card_id`` while the procedure *holds* the card — from the card's proof of possession
+  (or, without a card proof, from the moment every proof is in; a PIN change never holds it) to the end — and is
+  NULL otherwise; its UNIQUE constraint is what makes "one procedure per card" true across every server process (two
+  terminals racing on one card: the second UPDATE fails, exactly one wins). A start never sets it (finding S-5).
 * ``version`` is SQLAlchemy's optimistic lock: a worker that loaded an older version cannot overwrite a newer one.
 * ``data`` holds the procedure's non-secret working state (challenges, request ids, public keys, serials,
   proofs' outcomes); ``conversation`` the card transcript (digests + card responses) of the running card script.

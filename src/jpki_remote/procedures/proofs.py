@@ -31,16 +31,20 @@ class Proofs(AuditTrail):
             raise ProcedureError("proof_not_required", 409)
         return proc
 
-    def _limit(self, proc: Procedure, kind: str, terminal_id: str | None, address: str | None) -> int | None:
-        """Count one attempt; a lockout ends the procedure (audited) and raises :class:`LockedOutError`."""
+    def _limit(
+        self, proc: Procedure, kind: str, terminal_id: str | None, address: str | None, *, card_only: bool = False
+    ) -> int | None:
+        """Count one attempt; a lockout ends the procedure (audited) and raises :class:`LockedOutError`.
+        ``card_only``: count the card alone (its start, once it proved possession: the terminal and the address
+        were counted when the procedure started)."""
         try:
             return check_attempt(
                 self.ports.limits,
                 kind,
                 channel=proc.channel,
                 card_id=proc.card_id,
-                terminal_id=terminal_id or proc.terminal_id,
-                address=address,
+                terminal_id=None if card_only else terminal_id or proc.terminal_id,
+                address=None if card_only else address,
             ).remaining
         except LockedOutError as exc:
             self._audit(proc, "limits", "failure", attempt_kind=kind, reason=exc.code)
@@ -84,6 +88,10 @@ class Proofs(AuditTrail):
     ) -> dict[str, Any]:
         with self._tx() as session:
             proc = self._proof_target(session, procedure_id, terminal_id, Proof.SECURITY_CODE.value)
+            if not (proc.data or {}).get("code_sent_to"):
+                # no code was sent (one is sent only after the card proved possession): nothing to check, and no
+                # attempt is counted against the card — else anyone could lock a card out with guesses (S-5)
+                raise ProcedureError("wrong_step", 409)
             kind = proc.kind
             attempts = int((proc.data or {}).get("code_attempts", 0)) + 1
             self._set_data(proc, code_attempts=attempts)

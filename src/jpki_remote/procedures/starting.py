@@ -1,4 +1,9 @@
-"""Opening procedures: remote and counter starts (limits first, no card lookup) and new issuance at the counter."""
+"""Opening procedures: remote and counter starts (limits first, no card lookup) and new issuance at the counter.
+
+A start never takes the card: the procedure is inserted with ``active_card`` NULL (its card id is kept in
+``card_id``), so the answer does not depend on whether the card exists or is in use elsewhere, and only the
+terminal and the client address are counted here. The card is taken — and its per-card start counted — once it
+has proved possession (``CardResults._take_card``; finding S-5 in docs/security.md)."""
 
 from __future__ import annotations
 
@@ -44,8 +49,9 @@ class Starting(AuditTrail):
         options: dict[str, Any] | None = None,
         address: str | None = None,
     ) -> dict[str, Any]:
-        """Open a procedure. Raises :class:`ProcedureError` (not_allowed, card_busy, invalid_request) or
-        :class:`LockedOutError` (locked_out / rate_limited: the limits on starts per card, terminal, ``address``)."""
+        """Open a procedure. Raises :class:`ProcedureError` (not_allowed, invalid_request) or
+        :class:`LockedOutError` (rate_limited: the limits on starts per terminal and ``address``; a card's own
+        limits apply when it proves possession, so an unproven start can neither probe nor lock out a card)."""
         options = dict(options or {})
         try:
             rule = self.policy.rule(kind, target, channel)
@@ -67,7 +73,7 @@ class Starting(AuditTrail):
                 self.ports.limits,
                 "procedure_start",
                 channel=rule.channel.value,
-                card_id=card_id,
+                card_id=None,  # counted when the card proves possession (CardResults._take_card)
                 terminal_id=terminal_id,
                 address=address,
             )
@@ -98,7 +104,7 @@ class Starting(AuditTrail):
             },
             conversation=None,
             exchange_seq=1,
-            active_card=card_id,
+            active_card=None,  # taken only once the card has proved possession
             created_at=stamp,
             updated_at=stamp,
             expires_at=stamp + self.idle_timeout,
@@ -107,14 +113,11 @@ class Starting(AuditTrail):
             resumed = self._free_card(card_id, terminal_id)
             if resumed is not None:
                 return resumed
-        try:
-            with self._tx() as session:
-                session.add(proc)
-                session.flush()
-                self._journal(session, proc, "start", StepPhase.INFO, plan=plan)
-                self._audit(proc, "start", "info", card_proof=card_proof)
-        except IntegrityError:
-            raise ProcedureError("card_busy", 409) from None
+        with self._tx() as session:
+            session.add(proc)
+            session.flush()
+            self._journal(session, proc, "start", StepPhase.INFO, plan=plan)
+            self._audit(proc, "start", "info", card_proof=card_proof)
         return self._advance(proc.id)
 
     def start_issuance(
@@ -190,7 +193,7 @@ class Starting(AuditTrail):
             },
             conversation=None,
             exchange_seq=1,
-            active_card=card_id,
+            active_card=card_id,  # staff registered this card just now, in this call, after checking documents
             created_at=stamp,
             updated_at=stamp,
             expires_at=stamp + self.idle_timeout,
@@ -237,9 +240,10 @@ class Starting(AuditTrail):
         return group[0]
 
     def _free_card(self, card_id: str, terminal_id: str | None) -> dict[str, Any] | None:
-        """Before a new start: settle an expired procedure on this card. A procedure that cannot know whether the
-        card committed (its card went away after the COMMIT was sent) is *resumed* on this terminal — the card is
-        here now — instead of blocking the card forever."""
+        """Before a new start: settle an expired procedure holding this card. A procedure that cannot know whether
+        the card committed (its card went away after the COMMIT was sent) is *resumed* on this terminal — the card is
+        here now — instead of blocking the card forever; that is the one start answer that depends on the card
+        (docs/procedures.md §7). Any other procedure holding the card stops the new one only at its card proof."""
         with self._tx() as session:
             blocking = session.scalars(select(Procedure).where(Procedure.active_card == card_id)).first()
             if blocking is None:
