@@ -24,7 +24,8 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "limits": {"attempt_kind": "face_attempt", "reason": "rate_limited"},
     "code_sent": {"contact_kind": "email"},
     "code_verify": {"result": "accepted", "tries_left": 4},
-    "face_match": {"result": "match", "score": 0.312, "attempt_count": 2},
+    "face_match": {"result": "liveness_failed", "score": 0.312, "attempt_count": 2,
+                   "liveness_reasons": ["no_movement", "step_missing"]},
     "staff_check": {"staff_id": "staff-20417", "document_types": ["passport", "residence_card"]},
     "pin_verify": {"pin_kind": "auth_pin", "tries_left": 2},
     "card_proof": {"proof_kind": "card_auth_key"},
@@ -75,6 +76,8 @@ def test_lockout_lift_detail() -> None:
         ("pin_reset.pin_verify", {"tries_left": "2"}),  # a count as a string
         ("pin_reset.pin_verify", {"tries_left": True}),
         ("renewal.face_match", {"score": 1e9}),
+        ("renewal.face_match", {"liveness_reasons": ["no_movement", "482913"]}),  # a code among the reasons
+        ("renewal.face_match", {"liveness_reasons": "no_movement"}),  # not a list of codes
         ("renewal.ended", {"reason": "ABC123"}),  # a sign password as a reason
         ("renewal.ended", {"reason": "expired 0042"}),
         ("renewal.committed", {"new_auth_serial": "482913"}),  # a code as a serial

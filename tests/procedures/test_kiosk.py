@@ -69,3 +69,33 @@ def test_kiosk_renewal_with_face_and_code(world: World, faces_dir: Path) -> None
     assert world.ca.status("authentication", issued.auth_serial).state is CertificateState.REVOKED
     assert "code" not in str(reply.get("message"))
     assert world.audit.verify().ok
+
+
+def test_a_liveness_refusal_keeps_its_reason_codes(world: World, faces_dir: Path) -> None:
+    """The holder does the actions in another order: the capture is refused as liveness_failed, and the checker's
+    reason codes (codes only) reach the audit event and the holder's answer, with their texts; every view then
+    shows the face attempts left."""
+    from jpki_remote.proofing.liveness import LivenessReason
+
+    world.ports.face = ProofingFace(world.settings)
+    world.photo = _card_photo(faces_dir / "obama" / "3.jpg")
+    issued = world.issue_card()
+    engine = world.engine()
+    reply = engine.start(
+        kind="renewal", target="certificates", channel="kiosk", card_id=issued.card_id, terminal_id="t-test"
+    )
+    assert reply["face_attempts_left"] is None  # nothing counted yet
+    reply = run_agent(engine, reply, issued.card, ScriptedPinPad(pins={"auth_pin": PINS["auth_pin"],
+                                                                       "code_b": issued.code_b}))  # fmt: skip
+    steps = reply["face_challenge"]["steps"]
+    refused = engine.submit_face(reply["id"], "t-test", _frames(faces_dir / "obama" / "1.jpg", steps[::-1]))
+    assert refused["status"] == "active" and refused["face_result"]["reason"] == "liveness_failed", refused
+    reasons = refused["face_result"]["liveness_reasons"]
+    codes = [r["code"] for r in reasons]
+    assert codes and set(codes) <= {r.value for r in LivenessReason}, reasons
+    assert all(r["ja"] == LivenessReason(r["code"]).message_ja and r["en"] for r in reasons)
+    assert refused["face_result"]["attempts_left"] == 9
+    assert engine.view(reply["id"], "t-test")["face_attempts_left"] == 9  # polled views keep it
+    [event] = [e for e in world.audit.events(limit=500) if e.event_type == "renewal.face_match"]
+    assert event.outcome == "failure" and event.detail["result"] == "liveness_failed"
+    assert event.detail["liveness_reasons"] == codes

@@ -134,6 +134,7 @@ def test_face_attempts_lock_out_and_end_the_procedure(limited: World) -> None:
         reply = engine.submit_face(reply["id"], "t-k", [b"not an image"], address="198.51.100.7")
         assert reply["status"] == "active", reply["error"]
         left.append(reply["face_result"]["attempts_left"])
+        assert engine.view(reply["id"], "t-k")["face_attempts_left"] == left[-1]  # the polled view repeats it
     assert left == list(range(CARD_FACES - 1, -1, -1))
     reply = engine.submit_face(reply["id"], "t-k", [b"not an image"], address="198.51.100.7")
     assert reply["status"] == "failed" and reply["error"]["code"] == "locked_out"

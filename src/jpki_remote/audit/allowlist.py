@@ -89,7 +89,8 @@ PROCEDURE_EVENTS: dict[str, dict[str, Kind]] = {
     "limits": {"attempt_kind": NAME, "reason": NAME},
     "code_sent": {"contact_kind": NAME},
     "code_verify": {"result": NAME, "tries_left": TRIES},
-    "face_match": {"result": NAME, "score": SCORE, "attempt_count": COUNT},
+    # liveness_reasons: the liveness checker's reason codes of a refused capture (codes only, never an image)
+    "face_match": {"result": NAME, "score": SCORE, "attempt_count": COUNT, "liveness_reasons": NAMES},
     "staff_check": {"staff_id": REF, "document_types": NAMES},
     "pin_verify": {"pin_kind": NAME, "tries_left": TRIES},
     "card_proof": {"reason": NAME, "proof_kind": NAME},

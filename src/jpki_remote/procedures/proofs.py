@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
@@ -16,7 +16,28 @@ from jpki_remote.procedures.models import Procedure, ProcedureStatus
 from jpki_remote.procedures.policy import Proof
 from jpki_remote.registry import service as registry
 
+if TYPE_CHECKING:
+    from jpki_remote.proofing.liveness.reasons import LivenessReason
+
 log = logging.getLogger(__name__)
+MAX_LIVENESS_REASONS = 16  # the audit allow-list's bound on a list of names
+
+
+def liveness_reasons(detail: dict[str, Any]) -> list[LivenessReason]:
+    """The liveness checker's reason codes of a refused capture (``FaceResult.detail["liveness_reasons"]``), as
+    :class:`LivenessReason` members: codes only — anything else a face port might put there is dropped."""
+    raw = detail.get("liveness_reasons") if isinstance(detail, dict) else None
+    if not isinstance(raw, list | tuple):
+        return []
+    from jpki_remote.proofing.liveness.reasons import LivenessReason  # here: the liveness package loads numpy
+
+    known = {r.value: r for r in LivenessReason}
+    found: list[LivenessReason] = []
+    for value in raw:
+        reason = known.get(value) if isinstance(value, str) else None
+        if reason is not None and reason not in found:
+            found.append(reason)
+    return found[:MAX_LIVENESS_REASONS]
 
 
 class Proofs(AuditTrail):
@@ -162,13 +183,22 @@ class Proofs(AuditTrail):
             with self._tx() as session:
                 proc = self._load(session, procedure_id)
                 self._add_proof(session, proc, proof)
+                self._set_data(proc, face_attempts_left=remaining)
                 self._audit(proc, "face_match", "success", **outcome)
             return self._advance(procedure_id)
-        self._audit(proc, "face_match", "failure", **outcome)
+        reasons = liveness_reasons(result.detail)
+        with self._tx() as session:
+            proc = self._load(session, procedure_id)
+            self._set_data(proc, face_attempts_left=remaining)  # the polled view shows it until the next capture
+            self._audit(proc, "face_match", "failure", **outcome, liveness_reasons=reasons or None)
         if not result.retry_allowed:
             self._fail(procedure_id, "face_refused")
         view = self.view(procedure_id)
-        view["face_result"] = {"reason": result.reason, "attempts_left": remaining}
+        view["face_result"] = {
+            "reason": result.reason,
+            "attempts_left": remaining,
+            "liveness_reasons": [{"code": r.value, "ja": r.message_ja, "en": r.message_en} for r in reasons],
+        }
         if view["status"] == "active":
             view["message"] = message("face_retry")
         return view

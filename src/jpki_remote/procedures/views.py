@@ -50,6 +50,9 @@ class Views(AuditTrail):
             "waiting_for": waiting,
             "face_challenge": data.get("face_challenge"),
             "face_ready": "card_photo" in data or any(Proof.FACE_ENROLLED.value in group for group in missing),
+            # face captures still allowed under the tightest limit, as the last capture's answer said (null before
+            # the first capture, or without limits); repeated here so a polled view keeps showing it
+            "face_attempts_left": data.get("face_attempts_left"),
             "code_sent_to": data.get("code_sent_to"),
             "error": message(proc.error_code) if proc.error_code else None,
             "message": message(msg) if msg else (message(data["notice"]) if data.get("notice") else None),

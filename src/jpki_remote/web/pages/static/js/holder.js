@@ -403,13 +403,15 @@
         list.appendChild(li);
       });
     }
-    // the attempts left come with the answer to a capture only; the view polled afterwards does not repeat them
+    // the attempts left: in every view once a capture was counted (face_attempts_left), and in a capture's answer
     if (view.face_result) state.faceResult = view.face_result;
     const result = state.faceResult;
+    const left = typeof view.face_attempts_left === "number" ? view.face_attempts_left
+      : (result && typeof result.attempts_left === "number" ? result.attempts_left : null);
     const attempts = $("face-attempts");
-    if (result && typeof result.attempts_left === "number") {
+    if (left !== null) {
       attempts.hidden = false;
-      setBilingual(attempts, "あと " + result.attempts_left + " 回まで撮り直せます。", result.attempts_left + " attempt(s) left.");
+      setBilingual(attempts, "あと " + left + " 回まで撮り直せます。", left + " attempt(s) left.");
     } else {
       attempts.hidden = true;
     }
@@ -419,6 +421,16 @@
       show("face");
       J.camera.open().catch((e) => showError(e.ja || "カメラを起動できませんでした。", e.en));
     }
+  }
+
+  // What the liveness check saw wrong (its reason codes, with their texts), after the general "try again".
+  function showFaceRefusal(reply) {
+    const message = messageOf(reply);
+    const reasons = (reply.face_result && Array.isArray(reply.face_result.liveness_reasons))
+      ? reply.face_result.liveness_reasons : [];
+    if (!message || !reasons.length) return;
+    showError([message.ja].concat(reasons.map((r) => r.ja)).join(" "),
+      [message.en].concat(reasons.map((r) => r.en)).join(" "));
   }
 
   function setProgress(fraction) {
@@ -456,6 +468,7 @@
       state.capturing = false;
       render(reply);
       if (state.screen === "face") {  // refused, may try again: the camera back on, the next step said plainly
+        showFaceRefusal(reply);
         setProgress(0);
         setBilingual($("face-instruction"), "準備ができたら「撮影を始める」を押して、もう一度撮影してください。",
           "Press Start to try again.");
