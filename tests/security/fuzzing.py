@@ -28,8 +28,6 @@ LEAK = re.compile(
     r"Traceback|File \"|site-packages|/work/|/home/|/tmp/|/usr/lib|\.py\b|sqlalchemy|psycopg|sqlite3|"
     r"\b[A-Z][A-Za-z]+(?:Error|Exception)\b|jpki_remote\.",
 )
-# paths whose 2xx bodies are static assets (the analytics dashboard script/style), not JSON
-STATIC_SUFFIXES = (".js", ".css", "/dashboard")
 
 
 @dataclass
