@@ -28,10 +28,12 @@ class Admitted:
 class LockedOutError(ProcedureError):
     """The holder (card), the terminal or the client address is locked out. ``counter_visit`` is true for a card
     lockout: the holder is told to visit the municipal counter (code ``locked_out``); a terminal or address lockout
-    asks to try again later (code ``rate_limited``). Both answer 429 and say nothing about whether the card exists."""
+    asks to try again later (code ``rate_limited``). Both answer 429 and say nothing about whether the card exists;
+    ``retry_after``: seconds until the lockout ends (the API's ``Retry-After``)."""
 
-    def __init__(self, counter_visit: bool) -> None:
-        super().__init__("locked_out" if counter_visit else "rate_limited", 429, {"counter_visit": counter_visit})
+    def __init__(self, counter_visit: bool, retry_after: int | None = None) -> None:
+        code = "locked_out" if counter_visit else "rate_limited"
+        super().__init__(code, 429, {"counter_visit": counter_visit}, retry_after=retry_after)
         self.counter_visit = counter_visit
 
 
@@ -56,5 +58,5 @@ def check_attempt(
         return Admitted(None)
     verdict = limits.check_and_count(kind, **named)
     if isinstance(verdict, LockedOut):
-        raise LockedOutError(verdict.counter_visit)
+        raise LockedOutError(verdict.counter_visit, verdict.seconds_left())
     return Admitted(int(verdict.remaining))

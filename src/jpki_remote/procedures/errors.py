@@ -104,9 +104,17 @@ MESSAGES: dict[str, tuple[str, str]] = {
 
 
 class ProcedureError(Exception):
-    """A refusal the API shows to the user. ``http_status`` is the status the API answers with."""
+    """A refusal the API shows to the user. ``http_status`` is the status the API answers with; ``retry_after``
+    (seconds) when waiting helps — a 429 of the rate limits, a code resend too soon — is sent as ``Retry-After``."""
 
-    def __init__(self, code: str, http_status: int = 400, detail: dict[str, object] | None = None) -> None:
+    def __init__(
+        self,
+        code: str,
+        http_status: int = 400,
+        detail: dict[str, object] | None = None,
+        *,
+        retry_after: int | None = None,
+    ) -> None:
         ja, en = MESSAGES.get(code, MESSAGES["internal"])
         super().__init__(en)
         self.code = code
@@ -114,6 +122,7 @@ class ProcedureError(Exception):
         self.message_ja = ja
         self.message_en = en
         self.detail = detail or {}
+        self.retry_after = retry_after
 
     def as_dict(self) -> dict[str, object]:
         body: dict[str, object] = {"code": self.code, "message_ja": self.message_ja, "message_en": self.message_en}

@@ -95,7 +95,10 @@ class Proofs(AuditTrail):
                 self._fail(procedure_id, "code_locked")
                 return self.view(procedure_id)
             raise ProcedureError(
-                "code_refused", 429 if exc.reason in ("cooldown", "too_many_codes") else 503, {"reason": exc.reason}
+                "code_refused",
+                429 if exc.reason in ("cooldown", "too_many_codes") else 503,
+                {"reason": exc.reason},
+                retry_after=exc.seconds_left(),  # a cooldown: when the next code may be sent
             ) from None
         with self._tx() as session:
             proc = self._load(session, procedure_id)

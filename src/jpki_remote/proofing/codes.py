@@ -35,6 +35,7 @@ import enum
 import hashlib
 import hmac
 import logging
+import math
 import re
 import secrets
 import unicodedata
@@ -101,6 +102,12 @@ class CodeIssueRefused(Exception):
         self.reason = reason
         self.retry_after = retry_after
         self.retryable = retryable
+
+    def seconds_left(self, now: datetime | None = None) -> int | None:
+        """Whole seconds until asking again may help (the cooldown), at least 1; None when waiting does not help."""
+        if self.retry_after is None:
+            return None
+        return max(1, math.ceil((self.retry_after - (now or datetime.now(UTC))).total_seconds()))
 
 
 def normalise_entry(entered: object) -> str | None:

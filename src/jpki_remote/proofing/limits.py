@@ -34,6 +34,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import hmac
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -117,6 +118,11 @@ class LockedOut:
     def counter_visit(self) -> bool:
         """A card lockout: only counter staff can help (or waiting until ``until``)."""
         return self.scope is Scope.CARD
+
+    def seconds_left(self, now: datetime | None = None) -> int:
+        """Whole seconds until the lockout ends, at least 1: what an HTTP 429 says in ``Retry-After``."""
+        left = (self.until - (now or datetime.now(UTC))).total_seconds()
+        return max(1, math.ceil(left))
 
     @property
     def message_ja(self) -> str:

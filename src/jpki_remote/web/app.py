@@ -66,7 +66,6 @@ from jpki_remote.web.error_answers import (
     DATABASE,
     ENGINE,
     JSON_BODY,
-    LIMITED,
     LIMITED_RETRY_AFTER,
     NOT_FOUND,
     PARAMETERS,
@@ -330,7 +329,12 @@ def create_app(
     # ---- procedures ----------------------------------------------------------------------------------------
     channel_of = {TerminalKind.KIOSK: "kiosk", TerminalKind.APP: "online", TerminalKind.COUNTER: "counter"}
 
-    @api.post("/procedures", status_code=201, tags=["procedures"], responses=TERMINAL | JSON_BODY | STARTING | LIMITED)
+    @api.post(
+        "/procedures",
+        status_code=201,
+        tags=["procedures"],
+        responses=TERMINAL | JSON_BODY | STARTING | LIMITED_RETRY_AFTER,
+    )
     def start(body: schemas.StartRequest, who: Annotated[Caller, Depends(caller)], request: Request) -> dict:
         return get_engine().start(
             kind=body.kind,
@@ -381,7 +385,9 @@ def create_app(
         finally:
             frames.clear()  # the images are not kept beyond the comparison
 
-    @api.post("/procedures/{procedure_id}/code/request", tags=["procedures"], responses=TERMINAL | STEP | LIMITED)
+    @api.post(
+        "/procedures/{procedure_id}/code/request", tags=["procedures"], responses=TERMINAL | STEP | LIMITED_RETRY_AFTER
+    )
     def code_request(procedure_id: str, who: Annotated[Caller, Depends(caller)], request: Request) -> dict:
         return get_engine().request_code(procedure_id, who.terminal_id, address=address_of(request))
 

@@ -11,9 +11,8 @@ terminal. (The rows that are written are purged as they expire or are used: ``te
 
 from __future__ import annotations
 
-import math
 import threading
-from datetime import UTC, datetime
+from datetime import datetime
 
 from jpki_remote.config import Settings
 from jpki_remote.procedures.errors import MESSAGES
@@ -50,6 +49,5 @@ class ChallengeLimits:
 
 def refused(verdict: LockedOut, now: datetime | None = None) -> ApiError:
     """429 ``rate_limited``, the API's usual body, and ``Retry-After``: whole seconds until the lockout ends."""
-    left = (verdict.until - (now or datetime.now(UTC))).total_seconds()
     ja, en = MESSAGES["rate_limited"]
-    return ApiError(429, "rate_limited", ja, en, headers={"Retry-After": str(max(1, math.ceil(left)))})
+    return ApiError(429, "rate_limited", ja, en, headers={"Retry-After": str(verdict.seconds_left(now))})

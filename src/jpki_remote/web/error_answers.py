@@ -89,12 +89,13 @@ STEP = error_answers(404, 409, 503)  # acting on a procedure: also "not now" (wr
 STARTING = error_answers(403, 409, 503)  # starting one: not offered here, card busy
 NOT_FOUND = error_answers(404)
 LIMITED = error_answers(429)  # counted by the rate limits (per card, terminal and address)
-LIMITED_RETRY_AFTER = {  # the same, and the answer says when to try again (terminal challenges, finding S-16)
+LIMITED_RETRY_AFTER = {  # the same, and the answer says when to try again (terminal challenges, procedures)
     429: {
         **LIMITED[429],
         "headers": {
             "Retry-After": {
-                "description": "seconds until the lockout ends",
+                "description": "seconds until the lockout ends (or until the next security code may be sent); "
+                "absent when waiting does not help (`too_many_codes`)",
                 "schema": {"type": "integer", "minimum": 1},
             }
         },

@@ -61,7 +61,10 @@ class ApiError(Exception):
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ProcedureError)
     async def _procedure(_request: Request, exc: ProcedureError) -> JSONResponse:
-        return JSONResponse({"error": exc.as_dict()}, status_code=exc.http_status, headers=_retry(exc.http_status))
+        headers = _retry(exc.http_status)
+        if exc.retry_after is not None:  # a 429 of the rate limits: seconds until the lockout ends
+            headers["Retry-After"] = str(max(1, int(exc.retry_after)))
+        return JSONResponse({"error": exc.as_dict()}, status_code=exc.http_status, headers=headers)
 
     @app.exception_handler(ApiError)
     async def _api(_request: Request, exc: ApiError) -> JSONResponse:
