@@ -27,7 +27,10 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from jpki_remote.terminal.retry import RetryBudget
 
 log = logging.getLogger(__name__)
 
@@ -216,29 +219,50 @@ class ConsolePinPad:
 
 
 def run_loop(
-    client: Any, transmit: Callable[[bytes], bytes], pinpad: PinPad, *, stop: Any, poll_seconds: float = 1.0
+    client: Any,
+    transmit: Callable[[bytes], bytes],
+    pinpad: PinPad,
+    *,
+    stop: Any,
+    poll_seconds: float = 1.0,
+    retry: RetryBudget | None = None,
 ) -> None:
     """Serve this terminal until ``stop`` (a threading.Event) is set: pick up the procedure its page started and
-    relay the card for it. ``client`` is a :class:`jpki_remote.terminal.client.ServerClient`."""
+    relay the card for it. ``client`` is a :class:`jpki_remote.terminal.client.ServerClient`. Every server call
+    gets the relay's retry budget (``retry``; the command passes ``JPKI_TERMINAL_RETRY_SECONDS``): a server
+    restarting or answering 503 is tried again with the same request; once the budget is spent the failure is
+    raised (the procedure stays resumable on the server)."""
     from jpki_remote.card.transports.base import CardRemovedError, NoCardError
+    from jpki_remote.terminal.retry import RetryBudget
 
+    budget = retry if retry is not None else RetryBudget()
     core = AgentCore(transmit, pinpad)
-    client.authenticate()
+
+    def server(call: Callable[[], Any], what: str) -> Any:
+        return budget.call(call, stop=stop, label=f"console agent ({what})")
+
+    def exchange(procedure_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        return server(lambda: client.exchange(procedure_id, body), procedure_id[:8])
+
+    try:
+        server(client.authenticate, "sign-in")
+    except AgentError:
+        return  # stopped while the server was away
     while not stop.is_set():
         try:
-            active = client.active_procedure()
+            active = server(client.active_procedure, "procedure")
             if active is None:
                 stop.wait(poll_seconds)
                 continue
             procedure_id = active["id"]
-            reply = client.exchange(procedure_id, {"seq": None, "responses": []})
-            reply = drive(lambda body, pid=procedure_id: client.exchange(pid, body), core, reply)
+            reply = exchange(procedure_id, {"seq": None, "responses": []})
+            reply = drive(lambda body, pid=procedure_id: exchange(pid, body), core, reply)
             if reply["exchange"]["status"] in ("wait", "retry"):
                 stop.wait(poll_seconds)
         except (CardRemovedError, NoCardError):
             log.info("card removed")
             if "procedure_id" in locals():
-                client.exchange(procedure_id, {"seq": None, "responses": [], "event": "card_removed"})
+                exchange(procedure_id, {"seq": None, "responses": [], "event": "card_removed"})
             stop.wait(poll_seconds)
         except AgentError as exc:
             log.warning("agent: %s", exc)

@@ -8,7 +8,8 @@ terminal agent --key-file PATH [--terminal-id ID] --server URL [--card ID] [--ca
 
 The agent serves its page on the loopback (``--listen``) and prints the page's URL; without ``--card`` or
 ``--reader`` it is a virtual reader over the card directory, cards put on it by ``POST /v1/card``. ``--console``
-is the old mode: PINs typed on this console, the procedure picked up from the server.
+is the old mode: PINs typed on this console, the procedure picked up from the server. Both modes retry a server
+that is briefly away for ``JPKI_TERMINAL_RETRY_SECONDS`` (:mod:`jpki_remote.terminal.retry`).
 """
 
 from __future__ import annotations
@@ -225,7 +226,10 @@ def _agent(args: argparse.Namespace) -> int:
             return _console_agent(args, terminal_id, key, cards_dir, stop)
         return _page_agent(args, terminal_id, key, cards_dir, stop)
     except ServerError as exc:
-        print(f"error: the server refused the terminal: {exc}")
+        if exc.status >= 500:  # still unavailable when the retry budget was spent (JPKI_TERMINAL_RETRY_SECONDS)
+            print(f"error: the server is unavailable: {exc}")
+        else:
+            print(f"error: the server refused the terminal: {exc}")
     except httpx.HTTPError as exc:
         print(f"error: cannot reach the server {args.server}: {type(exc).__name__}")
     except (OSError, ValueError, KeyError) as exc:
@@ -268,8 +272,10 @@ def _page_agent(args: argparse.Namespace, terminal_id: str, key: object, cards_d
 
 
 def _console_agent(args: argparse.Namespace, terminal_id: str, key: object, cards_dir: Path, stop: object) -> int:
+    from jpki_remote.config import load_settings
     from jpki_remote.terminal.agent import ConsolePinPad, run_loop
     from jpki_remote.terminal.client import ServerClient
+    from jpki_remote.terminal.retry import RetryBudget
 
     if args.reader:
         from jpki_remote.card.transports.pcsc import PcscTransport
@@ -287,7 +293,8 @@ def _console_agent(args: argparse.Namespace, terminal_id: str, key: object, card
     try:
         client.authenticate()
         print(f"browser link: {args.server.rstrip('/')}/?link={client.browser_link()}")
-        run_loop(client, transport.transmit, ConsolePinPad(), stop=stop)
+        budget = RetryBudget(load_settings().terminal_retry_seconds)  # JPKI_TERMINAL_RETRY_SECONDS, like the relay
+        run_loop(client, transport.transmit, ConsolePinPad(), stop=stop, retry=budget)
     finally:
         transport.close()
         client.close()

@@ -15,7 +15,8 @@ from jpki_remote.terminal.client import ServerClient
 from jpki_remote.terminal.local_api import LocalServer, create_local_app, new_token, origin_of, page_url
 from jpki_remote.terminal.pinpad import DEFAULT_TIMEOUT, PagePinPad
 from jpki_remote.terminal.readers import Reader
-from jpki_remote.terminal.relay import RETRY_SECONDS, AgentService, TerminalIdentity
+from jpki_remote.terminal.relay import AgentService, TerminalIdentity
+from jpki_remote.terminal.retry import RETRY_SECONDS
 
 log = logging.getLogger(__name__)
 DEFAULT_LISTEN = "127.0.0.1:8765"

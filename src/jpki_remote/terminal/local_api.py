@@ -4,7 +4,8 @@
 
     GET    /v1/status                 {terminal_id, terminal_kind, terminal_name, reader, card_present, card_id,
                                        procedure_id, pin_request: {kind, new, attempt} | null,
-                                       card: {diversification_data, expiry, public_key} | null, relay: {state, error}}
+                                       card: {diversification_data, expiry, public_key} | null, relay: {state, error},
+                                       retry_seconds}  (the relay's retry budget, JPKI_TERMINAL_RETRY_SECONDS)
     POST   /v1/procedures/{id}/drive  202  relay that procedure's card exchanges until it ends
     POST   /v1/pin {kind, value, new} 204  answer the open pin_request (409 none/other open, 422 wrong format)
     POST   /v1/cancel                 204  drop the open request and any PIN held, stop relaying

@@ -33,13 +33,11 @@ from jpki_remote.terminal.agent import AgentCore, AgentError, drive
 from jpki_remote.terminal.client import ServerClient, ServerError
 from jpki_remote.terminal.pinpad import PagePinPad
 from jpki_remote.terminal.readers import Reader
+from jpki_remote.terminal.retry import RETRY_DELAYS, RETRY_SECONDS, RetryBudget, transient
 
 log = logging.getLogger(__name__)
 
 PROCEDURE_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
-RETRY_SECONDS = 120.0  # how long one server call is retried before the relay gives up (the page shows the error)
-RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0)  # back-off between tries, then every RETRY_MAX_DELAY seconds
-RETRY_MAX_DELAY = 5.0
 ACTIVE_STATES = ("running", "waiting", "insert_card", "reconnecting")
 
 
@@ -155,41 +153,27 @@ class AgentService:
             "pin_request": request.as_dict() if request is not None else None,
             "card": info.as_dict() if info is not None else None,
             "relay": {"state": self._relay, "error": self._error},
+            "retry_seconds": self.retry_seconds,  # the relay's budget: the page waits out a blip as long
         }
 
     # ---- the relay thread ----------------------------------------------------------------------------------
     def _call(self, procedure_id: str, body: dict[str, Any], stop: threading.Event) -> dict[str, Any]:
         """One exchange call, retrying transient failures (server restarting, 5xx such as a 503 while the database
-        is down) with back-off for ``retry_seconds``; the same body each time (the server recognises a retry)."""
-        deadline: float | None = None
-        tries = 0
+        is down) for ``retry_seconds`` (:class:`RetryBudget`); the same body each time (the server recognises a
+        retry); the relay state ``reconnecting`` meanwhile."""
         resume = self._relay
-        while True:
-            try:
-                with self._server_lock:
-                    reply = self.client.exchange(procedure_id, body)
-            except ServerError as exc:
-                if exc.status < 500:
-                    raise
-                failure: Exception = exc
-            except httpx.TransportError as exc:
-                failure = exc
-            else:
-                if tries:
-                    log.info("relay %s: server reachable again after %d retries", procedure_id[:8], tries)
-                    self._set_relay(resume)
-                return reply
-            now = time.monotonic()
-            deadline = now + self.retry_seconds if deadline is None else deadline
-            delay = self.retry_delays[tries] if tries < len(self.retry_delays) else RETRY_MAX_DELAY
-            if now + delay >= deadline:
-                log.warning("relay %s: server unavailable for %.0f s, giving up", procedure_id[:8], self.retry_seconds)
-                raise failure
-            tries += 1
-            log.info("relay %s: server unavailable (%s), retrying in %.1f s", procedure_id[:8], _why(failure), delay)
-            self._set_relay("reconnecting")
-            if stop.wait(delay):
-                raise AgentError("stopped")
+
+        def exchange() -> dict[str, Any]:
+            with self._server_lock:
+                return self.client.exchange(procedure_id, body)
+
+        return RetryBudget(self.retry_seconds, self.retry_delays).call(
+            exchange,
+            stop=stop,
+            label=f"relay {procedure_id[:8]}",
+            on_retry=lambda: self._set_relay("reconnecting"),
+            on_recovered=lambda: self._set_relay(resume),
+        )
 
     def _set_relay(self, state: str) -> None:
         """Between active states only: a relay cancelled meanwhile stays ``stopped``."""
@@ -205,7 +189,7 @@ class AgentService:
                 with self._server_lock:
                     view = self.client.view(procedure_id)
             except (ServerError, httpx.TransportError) as exc:
-                if isinstance(exc, ServerError) and exc.status < 500:
+                if not transient(exc):
                     return True  # let the exchange call report it
                 continue
             if view.get("status") != "active" or view.get("waiting_for") == "card":
@@ -229,8 +213,7 @@ class AgentService:
             try:
                 return self._call(procedure_id, body, stop)
             except (ServerError, httpx.TransportError) as exc:
-                transient = not isinstance(exc, ServerError) or exc.status >= 500
-                if transient and body.get("responses") and body.get("new_pin") is None:  # never keep a PIN
+                if transient(exc) and body.get("responses") and body.get("new_pin") is None:  # never keep a PIN
                     self._unsent = (procedure_id, body, generation())
                 raise
 
@@ -291,10 +274,6 @@ class AgentService:
             if self._stop is stop:
                 self._relay, self._error = outcome, error
         log.info("relay %s: %s%s", procedure_id[:8], outcome, f" ({error})" if error else "")
-
-
-def _why(failure: Exception) -> str:
-    return f"HTTP {failure.status}" if isinstance(failure, ServerError) else type(failure).__name__
 
 
 def _agent_error_code(exc: AgentError) -> str:
