@@ -57,6 +57,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
+    from jpki_remote import heap
     from jpki_remote.config import load_settings
     from jpki_remote.store import Database
     from jpki_remote.web.app import admin_token, create_app
@@ -73,6 +74,7 @@ def _serve(args: argparse.Namespace) -> int:
     app = create_app(settings, db=db)
     background = server_tasks(db, settings, app.state.get_engine, getattr(app.state, "status_service", None))
     background.start()
+    heap.settle()  # everything set up so far lives as long as the server
     print(f"admin token in {settings.data_dir / 'admin-token'}" if not settings.admin_token else "admin token set")
     try:
         uvicorn.run(app, host=args.host or settings.host, port=args.port or settings.port, log_level="info")
