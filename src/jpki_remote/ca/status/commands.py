@@ -7,6 +7,7 @@ sub-parsers. Heavy modules are imported inside the handlers.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 
@@ -125,13 +126,21 @@ def _serve_status(args: argparse.Namespace) -> int:
     )
 
 
+def _quiet_set_up() -> None:
+    """Schema migrations and CA set-up log at INFO; in a benchmark that chatter would drown the figures."""
+    for name in ("alembic", "jpki_remote.ca.setup"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def _bench_ocsp(args: argparse.Namespace) -> int:
     from jpki_remote.ca.status.bench_ocsp import main
 
+    _quiet_set_up()
     return main(args)
 
 
 def _bench_crl(args: argparse.Namespace) -> int:
     from jpki_remote.ca.status.bench_crl import main
 
+    _quiet_set_up()
     return main(args)
