@@ -196,6 +196,42 @@ def make_world(db: Database, tmp_path: Path, faces_dir: Path) -> World:
     return World(db, settings, ca, master, ports, audit, photo)
 
 
+def capture_frames(photo: Path, actions: list[str]) -> list[bytes]:
+    """JPEG frames of a live capture: the person in ``photo`` performing the liveness ``actions`` in order."""
+    import sys
+
+    import numpy as np
+    from PIL import Image
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "proofing" / "liveness"))
+    import sequences
+
+    rgb = np.asarray(Image.open(photo).convert("RGB"))
+    return [sequences.to_jpeg(frame) for frame in sequences.perform(sequences.portrait_frame(rgb), actions)]
+
+
+def card_photo(path: Path) -> bytes:
+    """A passport-style portrait as enrolled at the counter (the card stores it as greyscale JPEG 2000)."""
+    import numpy as np
+    from PIL import Image
+
+    from jpki_remote.proofing.face.card_photo import card_photo_from
+    from jpki_remote.proofing.face.engine import FaceEngine
+
+    rgb = np.asarray(Image.open(path).convert("RGB"))
+    return card_photo_from(rgb, FaceEngine.shared().detect(rgb).boxes[0])
+
+
+def enrol_photo(world: World, card_id: str, photo: Path) -> None:
+    """Enrol ``photo`` for the card as issuance at the counter does (its encoding only; needs ``ports.face``)."""
+    face = world.ports.face
+    assert face is not None
+    encoding = face.encode_reference(card_photo(photo))
+    assert encoding is not None
+    with world.db.session() as s:
+        registry.enrol_face(s, card_id, encoding, face.model)
+
+
 def code_from_outbox(world: World) -> str:
     """The security code of the latest message in the development outbox (what the demo shows on screen)."""
     import re

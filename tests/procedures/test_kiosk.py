@@ -3,41 +3,21 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
-from procedure_world import PINS, World, code_from_outbox, run_agent
+from procedure_world import PINS, World, capture_frames, card_photo, code_from_outbox, run_agent
 
 from jpki_remote.ca.models import CertificateState
 from jpki_remote.procedures.ports import ProofingFace
 from jpki_remote.terminal.agent import ScriptedPinPad
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "proofing" / "liveness"))
-import sequences
-
 pytestmark = pytest.mark.slow
-
-
-def _frames(photo: Path, actions: list[str]) -> list[bytes]:
-    rgb = np.asarray(Image.open(photo).convert("RGB"))
-    return [sequences.to_jpeg(frame) for frame in sequences.perform(sequences.portrait_frame(rgb), actions)]
-
-
-def _card_photo(path: Path) -> bytes:
-    """A passport-style portrait as enrolled at the counter (the card stores it as greyscale JPEG 2000)."""
-    from jpki_remote.proofing.face.card_photo import card_photo_from
-    from jpki_remote.proofing.face.engine import FaceEngine
-
-    rgb = np.asarray(Image.open(path).convert("RGB"))
-    return card_photo_from(rgb, FaceEngine.shared().detect(rgb).boxes[0])
 
 
 def test_kiosk_renewal_with_face_and_code(world: World, faces_dir: Path) -> None:
     world.ports.face = ProofingFace(world.settings)
-    world.photo = _card_photo(faces_dir / "obama" / "3.jpg")  # the camera sees obama/1.jpg
+    world.photo = card_photo(faces_dir / "obama" / "3.jpg")  # the camera sees obama/1.jpg
     issued = world.issue_card()
     engine = world.engine()
     reply = engine.start(
@@ -50,11 +30,11 @@ def test_kiosk_renewal_with_face_and_code(world: World, faces_dir: Path) -> None
 
     # another person in front of the camera: refused, may retry
     other = faces_dir / "biden" / "1.jpg"
-    refused = engine.submit_face(reply["id"], "t-test", _frames(other, steps))
+    refused = engine.submit_face(reply["id"], "t-test", capture_frames(other, steps))
     assert "face_liveness" not in refused["proofs_done"] and refused["status"] == "active"
     assert refused["face_result"]["attempts_left"] == 9  # the per-card face limit (10 a day) counts this one
 
-    reply = engine.submit_face(reply["id"], "t-test", _frames(faces_dir / "obama" / "1.jpg", steps))
+    reply = engine.submit_face(reply["id"], "t-test", capture_frames(faces_dir / "obama" / "1.jpg", steps))
     assert "face_liveness" in reply["proofs_done"], reply.get("face_result")
 
     reply = engine.request_code(reply["id"], "t-test")
@@ -78,7 +58,7 @@ def test_a_liveness_refusal_keeps_its_reason_codes(world: World, faces_dir: Path
     from jpki_remote.proofing.liveness import LivenessReason
 
     world.ports.face = ProofingFace(world.settings)
-    world.photo = _card_photo(faces_dir / "obama" / "3.jpg")
+    world.photo = card_photo(faces_dir / "obama" / "3.jpg")
     issued = world.issue_card()
     engine = world.engine()
     reply = engine.start(
@@ -88,7 +68,7 @@ def test_a_liveness_refusal_keeps_its_reason_codes(world: World, faces_dir: Path
     reply = run_agent(engine, reply, issued.card, ScriptedPinPad(pins={"auth_pin": PINS["auth_pin"],
                                                                        "code_b": issued.code_b}))  # fmt: skip
     steps = reply["face_challenge"]["steps"]
-    refused = engine.submit_face(reply["id"], "t-test", _frames(faces_dir / "obama" / "1.jpg", steps[::-1]))
+    refused = engine.submit_face(reply["id"], "t-test", capture_frames(faces_dir / "obama" / "1.jpg", steps[::-1]))
     assert refused["status"] == "active" and refused["face_result"]["reason"] == "liveness_failed", refused
     reasons = refused["face_result"]["liveness_reasons"]
     codes = [r["code"] for r in reasons]

@@ -42,7 +42,7 @@ EXPECTED: dict[tuple[str, str], dict[str, list[list[str]] | None]] = {
     },
     ("revocation", "signature"): {"kiosk": [[A], [C]], "online": [[A], [C]], "counter": [[STAFF]]},
     ("revocation", "all"): {"kiosk": [[A], [C]], "online": [[A], [C]], "counter": [[STAFF]]},
-    ("loss_report", "card"): {"kiosk": NO, "online": [[C], [FE]], "counter": [[STAFF]]},
+    ("loss_report", "card"): {"kiosk": NO, "online": [[FE], [C]], "counter": [[STAFF]]},
     ("issuance", "card"): {"kiosk": NO, "online": NO, "counter": [[STAFF]]},
     ("registry_event", "certificates"): {"kiosk": NO, "online": NO, "counter": [[STAFF]]},
 }

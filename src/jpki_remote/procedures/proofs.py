@@ -4,6 +4,8 @@ behind the rate limits."""
 from __future__ import annotations
 
 import logging
+import math
+import secrets
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -13,14 +15,25 @@ from jpki_remote.procedures.attempts import LockedOutError, check_attempt
 from jpki_remote.procedures.audit_trail import AuditTrail
 from jpki_remote.procedures.errors import ProcedureError, message
 from jpki_remote.procedures.models import Procedure, ProcedureStatus
-from jpki_remote.procedures.policy import Proof
+from jpki_remote.procedures.policy import ProcedureKind, Proof
+from jpki_remote.procedures.ports import FaceResult
 from jpki_remote.registry import service as registry
+from jpki_remote.registry.models import CardState, ResidentStatus
 
 if TYPE_CHECKING:
     from jpki_remote.proofing.liveness.reasons import LivenessReason
 
 log = logging.getLogger(__name__)
 MAX_LIVENESS_REASONS = 16  # the audit allow-list's bound on a list of names
+
+
+def _decoy_encoding(size: int = 128) -> list[float]:
+    """A random face encoding of the size the face model produces (dlib ResNet: 128, norm about 1): the reference
+    of a face check with no real reference, compared like a real one, never accepted."""
+    rng = secrets.SystemRandom()
+    values = [rng.gauss(0.0, 1.0) for _ in range(size)]
+    norm = math.sqrt(sum(v * v for v in values)) or 1.0
+    return [v / norm for v in values]
 
 
 def liveness_reasons(detail: dict[str, Any]) -> list[LivenessReason]:
@@ -57,26 +70,43 @@ class Proofs(AuditTrail):
     ) -> int | None:
         """Count one attempt; a lockout ends the procedure (audited) and raises :class:`LockedOutError`.
         ``card_only``: count the card alone (its start, once it proved possession: the terminal and the address
-        were counted when the procedure started)."""
+        were counted when the procedure started). An online loss report's card is counted under its own limits
+        (:meth:`Limits.for_loss_reports`, finding S-17): its attempts come before any proof, so they must not lock
+        the holder's card out of other procedures; its terminal and address are counted as usual."""
+        terminal = None if card_only else terminal_id or proc.terminal_id
+        address = None if card_only else address
         try:
-            return check_attempt(
-                self.ports.limits,
-                kind,
-                channel=proc.channel,
-                card_id=proc.card_id,
-                terminal_id=None if card_only else terminal_id or proc.terminal_id,
-                address=None if card_only else address,
-            ).remaining
+            if proc.kind != ProcedureKind.LOSS_REPORT.value or self.ports.limits is None:
+                return check_attempt(
+                    self.ports.limits,
+                    kind,
+                    channel=proc.channel,
+                    card_id=proc.card_id,
+                    terminal_id=terminal,
+                    address=address,
+                ).remaining
+            left = [
+                check_attempt(limits, kind, channel=proc.channel, card_id=card, terminal_id=at, address=addr).remaining
+                for limits, card, at, addr in (
+                    (self.ports.limits, None, terminal, address),  # first: a grinding client is stopped here
+                    (self.ports.limits.for_loss_reports(), proc.card_id, None, None),
+                )
+            ]
         except LockedOutError as exc:
             self._audit(proc, "limits", "failure", attempt_kind=kind, reason=exc.code)
             self._fail(proc.id, exc.code)
             raise
+        counted = [n for n in left if n is not None]
+        return min(counted) if counted else None
 
     def request_code(self, procedure_id: str, terminal_id: str | None, *, address: str | None = None) -> dict[str, Any]:
         with self._tx() as session:
             proc = self._proof_target(session, procedure_id, terminal_id, Proof.SECURITY_CODE.value)
             if proc.resident_id is None:
-                raise ProcedureError("wrong_step", 409)  # the card has not proved possession yet
+                # nobody is identified yet: the card has not proved possession — or, in an online loss report (no
+                # card), the face has not matched the card's enrolled photo. A code goes to the holder's contact only
+                # after that, and an unknown card id gets this same answer (finding S-17)
+                raise ProcedureError("wrong_step", 409)
             contacts = registry.contacts_of(session, proc.resident_id, verified_only=True)
             kind = proc.kind
         if not contacts or self.ports.codes is None:
@@ -160,9 +190,12 @@ class Proofs(AuditTrail):
             data = dict(proc.data or {})
             if proof == Proof.FACE_LIVENESS.value and "card_photo" not in data:
                 raise ProcedureError("wrong_step", 409)
-            enrolled = registry.enrolled_encoding(session, proc.card_id or "") if proc.card_id else None
-            if proof == Proof.FACE_ENROLLED.value and enrolled is None:
-                raise ProcedureError("wrong_step", 409)
+            enrolled: list[float] | None = None
+            if proof == Proof.FACE_ENROLLED.value and self.ports.face is not None:
+                # no card (loss report): the presented card id's enrolled photo — or, for an unknown id, a card that
+                # cannot be reported or has no usable photo, a decoy compared all the same, so that every answer
+                # until the face matches is the same as for a real card and another face (finding S-17)
+                enrolled = self._enrolled_reference(session, proc)
             attempts = int(data.get("face_attempts", 0)) + 1
             self._set_data(proc, face_attempts=attempts)
             self._touch(proc)
@@ -174,17 +207,23 @@ class Proofs(AuditTrail):
             view = self.view(procedure_id)
             view["face_result"] = {"reason": exc.code, "attempts_left": 0}
             return view
+        decoy = proof == Proof.FACE_ENROLLED.value and enrolled is None
         result = self.ports.face.verify(
             frames,
             card_photo=data.get("card_photo"),
-            enrolled=enrolled[1] if enrolled and enrolled[0] == self.ports.face.model else None,
+            enrolled=_decoy_encoding() if decoy else enrolled,
             challenge=data.get("face_challenge") or {},
             card_id=proc.card_id,
         )
+        if decoy and result.matched:  # nothing to match: a decoy is never a match (and practically never close)
+            result = FaceResult(False, True, "no_match", distance=result.distance)
         outcome = {"result": result.reason, "score": result.distance, "attempt_count": attempts}
         if result.matched:
             with self._tx() as session:
                 proc = self._load(session, procedure_id)
+                if proof == Proof.FACE_ENROLLED.value:
+                    card = registry.get_card(session, proc.card_id or "")
+                    proc.resident_id = card.resident_id if card else None  # identified: a code may now be sent
                 self._add_proof(session, proc, proof)
                 self._set_data(proc, face_attempts_left=remaining)
                 self._audit(proc, "face_match", "success", **outcome)
@@ -205,6 +244,21 @@ class Proofs(AuditTrail):
         if view["status"] == "active":
             view["message"] = message("face_retry")
         return view
+
+    def _enrolled_reference(self, session: Session, proc: Procedure) -> list[float] | None:
+        """The encoding of the photo enrolled for the procedure's card, if the card may be reported lost online (in
+        use or locked out of remote procedures, its resident registered) and has one of the face port's model;
+        else None (the caller compares a decoy)."""
+        card = registry.get_card(session, proc.card_id) if proc.card_id else None
+        if card is None or card.state not in (CardState.ACTIVE, CardState.REMOTE_LOCKED):
+            return None
+        resident = registry.get_resident(session, card.resident_id)
+        if resident.status is not ResidentStatus.ACTIVE:
+            return None
+        enrolled = registry.enrolled_encoding(session, card.card_id)
+        if enrolled is None or self.ports.face is None or enrolled[0] != self.ports.face.model:
+            return None
+        return enrolled[1]
 
     def record_staff_check(self, procedure_id: str, staff_id: str, documents: Sequence[str]) -> dict[str, Any]:
         """Counter staff confirm they checked the holder's ID documents (types only, never numbers)."""

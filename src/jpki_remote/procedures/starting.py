@@ -82,6 +82,9 @@ class Starting(AuditTrail):
             raise
         card_proof = self._choose_card_proof(rule, options.get("known_pin"))
         plan = build_plan(rule, card_proof)
+        enrolled_face_first = (
+            card_proof is None and rule.accepts(Proof.FACE_ENROLLED.value) and self.ports.face is not None
+        )
         stamp = self.now()
         proc = Procedure(
             id=secrets.token_hex(16),
@@ -101,6 +104,8 @@ class Starting(AuditTrail):
                 "challenge": secrets.token_bytes(32).hex(),
                 "card_present": True,
                 **{k: v for k, v in options.items() if k in {"event_id", "event_kind", "documents", "staff_id"}},
+                # no card to prove first (online loss report): the liveness challenge is set now, for any card id
+                **({"face_challenge": self.ports.face.new_challenge()} if enrolled_face_first else {}),
             },
             conversation=None,
             exchange_seq=1,

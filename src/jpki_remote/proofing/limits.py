@@ -17,7 +17,9 @@ without counting. A card lockout means "visit the counter" (``counter_visit``); 
 which also clears the counters and writes an audit event.
 
 Terminal sign-in challenges have their own table, :data:`TERMINAL_CHALLENGE_RULES`, and their own pseudonyms
-(:meth:`Limits.for_terminal_challenges`), so that flooding them locks out nothing but more challenges.
+(:meth:`Limits.for_terminal_challenges`), so that flooding them locks out nothing but more challenges. The per-card
+counts of online loss reports, whose attempts come before any proof, likewise (:data:`LOSS_REPORT_RULES`,
+:meth:`Limits.for_loss_reports`).
 
 **Windows.** Fixed windows count per aligned period (``floor(t / window)``). Sliding windows use the two-bucket
 estimate ``current + previous × (1 − elapsed/window)`` — no per-attempt storage, at most one window's worth of
@@ -100,6 +102,16 @@ TERMINAL_CHALLENGE_RULES: tuple[Rule, ...] = (
     S(R.TERMINAL_CHALLENGE, K.TERMINAL, 20, 10 * 60, True, 10 * 60, "terminal_challenges"),
     S(R.TERMINAL_CHALLENGE, K.ADDRESS, 300, 10 * 60, True, 10 * 60, "address_terminal_challenges"),
 )
+# Online loss reports (紛失届, finding S-17): the holder has no card, so the face and code attempts come from someone
+# who has proved nothing yet. Their *card* counts are kept here, under their own pseudonyms
+# (:meth:`Limits.for_loss_reports`): a stranger who knows a card number can at worst stop online loss reports for that
+# card for a day (the counter takes them without limits) — never lock the holder's card out of renewals or PIN resets.
+# The terminal and the address are counted under the ordinary rules (they lock out nothing of the holder's).
+LOSS_REPORT_RULES: tuple[Rule, ...] = (
+    S(R.FACE, K.CARD, 10, DAY, True, DAY, "loss_report_face_attempts"),
+    S(R.CODE, K.CARD, 10, DAY, True, DAY, "loss_report_code_attempts"),
+    S(R.START, K.CARD, 5, DAY, True, DAY, "loss_report_starts"),
+)
 del R, K, S
 
 
@@ -161,6 +173,16 @@ class Limits:
         self.audit = audit
         self._key = subject_key
         self._clock = clock or (lambda: datetime.now(UTC))
+        self._loss_reports: Limits | None = None
+
+    def for_loss_reports(self) -> Limits:
+        """The per-card limits of online loss reports: :data:`LOSS_REPORT_RULES` on the same store, under subjects
+        derived from this instance's key with their own label — a loss-report lockout of a card is not a lockout of
+        that card's other procedures, and the other way round."""
+        if self._loss_reports is None:
+            key = hmac.new(self._key, b"rate-limit-subject:loss-report", hashlib.sha256).digest()
+            self._loss_reports = Limits(self.store, key, LOSS_REPORT_RULES, audit=self.audit, clock=self._clock)
+        return self._loss_reports
 
     @classmethod
     def from_settings(
