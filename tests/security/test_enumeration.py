@@ -142,6 +142,57 @@ def test_a_card_busy_elsewhere_is_not_revealed(module_web: SecWeb) -> None:
     assert somewhere._call("GET", f"/procedures/{held['id']}")["status"] == "active"  # undisturbed
 
 
+def test_loss_report_answers_the_same_for_known_and_unknown_cards(sec_web: SecWeb, faces_dir: Any) -> None:
+    """An online loss report has no card to prove anything before the face: every answer until the face matches the
+    card's enrolled photo — start, view, code request and entry (refused: nobody identified yet), face captures of
+    another person doing the liveness steps, unreadable captures — is the same for a real card with an enrolled
+    photo as for an unknown card id (finding S-17: the face step used to answer ``wrong_step`` for a card without an
+    enrolled photo, and a code could never be sent)."""
+    import base64
+
+    from procedure_world import capture_frames, card_photo, enrol_photo
+
+    from jpki_remote.procedures.ports import ProofingFace
+
+    web = sec_web
+    web.world.ports.face = ProofingFace(web.world.settings)
+    web.world.photo = card_photo(faces_dir / "obama" / "3.jpg")
+    issued = web.world.issue_card()
+    enrol_photo(web.world, issued.card_id, faces_dir / "obama" / "3.jpg")
+
+    def stable(response: Any) -> tuple[int, Any]:
+        status, body = _stable(response)
+        if isinstance(body, dict):
+            body.pop("face_challenge", None)  # a fresh random order of the liveness steps for every procedure
+        return status, body
+
+    answers = []
+    for card_id in (issued.card_id, _unknown_card_id()):
+        app = web.terminal("app")
+        started = _start(web, app, "loss_report", "card", card_id)
+        pid = started.json()["id"]
+        steps = started.json()["face_challenge"]["steps"]
+        other_face = [base64.b64encode(f).decode() for f in capture_frames(faces_dir / "biden" / "1.jpg", steps)]
+        seen = [stable(started)]
+        for method, suffix, payload in (
+            ("GET", "", None),
+            ("POST", "/code/request", None),
+            ("POST", "/code/verify", {"code": "123456"}),
+            ("POST", "/face", {"frames": other_face}),
+            ("POST", "/face", {"frames": [base64.b64encode(b"not an image").decode()]}),
+            ("POST", "/code/request", None),
+            ("GET", "", None),
+        ):
+            response = app.http.request(method, f"{API}/procedures/{pid}{suffix}", json=payload, headers=web.auth(app))
+            seen.append(stable(response))
+        answers.append(seen)
+    assert answers[0] == answers[1]
+    statuses = [status for status, _ in answers[0]]
+    assert statuses == [201, 200, 409, 409, 200, 200, 409, 200], answers[0]
+    assert answers[0][4][1]["face_result"]["reason"] != "match" and answers[0][7][1]["status"] == "active"
+    assert web.world.ports.limits.status(card_id=issued.card_id) == []  # and the card's own limits were not touched
+
+
 def test_another_terminals_procedure_reads_like_a_missing_one(module_web: SecWeb) -> None:
     web = module_web
     issued = web.world.issue_card()

@@ -7,7 +7,7 @@ import random
 from pathlib import Path
 
 import pytest
-from procedure_world import PINS
+from procedure_world import PINS, capture_frames, card_photo, code_from_outbox, enrol_photo
 from web_world import Web
 
 from jpki_remote.ca.models import CertificateState
@@ -45,6 +45,41 @@ def test_counter_renewal_over_http(web: Web, tmp_path: Path) -> None:
     assert web.world.ca.status("authentication", issued.auth_serial).state is CertificateState.REVOKED
     status = web.client.get(f"{API}/procedures/{reply['id']}", headers=_auth(counter)).json()
     assert status["status"] == "completed"
+
+
+@pytest.mark.slow
+def test_online_loss_report_over_http(web: Web, tmp_path: Path, faces_dir: Path) -> None:
+    """紛失届 from the holder's app, without the card: face (enrolled photo, liveness), then the security code."""
+    import base64
+
+    from jpki_remote.procedures.ports import ProofingFace
+    from jpki_remote.registry import service as registry
+    from jpki_remote.registry.models import CardState
+
+    web.world.ports.face = ProofingFace(web.world.settings)
+    web.world.photo = card_photo(faces_dir / "obama" / "3.jpg")
+    issued = web.world.issue_card()
+    enrol_photo(web.world, issued.card_id, faces_dir / "obama" / "3.jpg")
+    app = web.terminal("app", tmp_path)
+    body = {"kind": "loss_report", "target": "card", "card_id": issued.card_id}
+    response = web.client.post(f"{API}/procedures", headers=_auth(app), json=body)
+    assert response.status_code == 201, response.text
+    reply = response.json()
+    assert reply["waiting_for"] == "face_enrolled"
+    url = f"{API}/procedures/{reply['id']}"
+    frames = capture_frames(faces_dir / "obama" / "1.jpg", reply["face_challenge"]["steps"])
+    response = web.client.post(
+        f"{url}/face", headers=_auth(app), json={"frames": [base64.b64encode(f).decode() for f in frames]}
+    )
+    assert response.status_code == 200 and response.json()["waiting_for"] == "security_code", response.text
+    response = web.client.post(f"{url}/code/request", headers=_auth(app))
+    assert response.status_code == 200 and response.json()["code_sent_to"], response.text
+    response = web.client.post(f"{url}/code/verify", headers=_auth(app), json={"code": code_from_outbox(web.world)})
+    assert response.status_code == 200 and response.json()["status"] == "completed", response.text
+    for kind, serial in (("signature", issued.sign_serial), ("authentication", issued.auth_serial)):
+        assert web.world.ca.status(kind, serial).reason_name == "keyCompromise"
+    with web.world.db.session() as s:
+        assert registry.get_card(s, issued.card_id).state is CardState.LOST
 
 
 def test_pin_reset_new_pin_route(web: Web, tmp_path: Path) -> None:
