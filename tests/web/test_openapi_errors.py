@@ -62,7 +62,9 @@ def test_each_route_declares_what_its_callers_and_inputs_can_cause(document: dic
         if path.startswith(f"{API}/counter/") or path.startswith(f"{API}/registry/"):
             assert "403" in statuses, (method, path, sorted(statuses))  # not a counter, another municipality, CSRF
     start = document["paths"][f"{API}/procedures"]["post"]["responses"]
-    assert {"401", "403", "409", "413", "422", "429"} <= set(start)
+    assert {"401", "403", "413", "422", "429"} <= set(start) and "409" not in start  # a start takes no card (S-5)
+    issuance = document["paths"][f"{API}/counter/issuance"]["post"]["responses"]
+    assert "409" in issuance  # card_busy: the card registered in another running procedure
     view = document["paths"][f"{API}/procedures/{{procedure_id}}"]["get"]["responses"]
     assert {"401", "404"} <= set(view) and "409" not in view and "413" not in view  # only what it can answer
     assert set(document["paths"][f"{API}/admin/policy"]["get"]["responses"]) == {"200", "401", "503"}

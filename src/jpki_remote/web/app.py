@@ -25,10 +25,14 @@ answer; request bodies are capped; a procedure is visible only to the terminal t
 answers the same for any well-formed card id.
 
 Rate limits (:mod:`jpki_remote.procedures.attempts`) count procedure starts, face captures and security-code sends
-and entries per card, terminal and client address (:mod:`jpki_remote.web.client_address`; ``X-Forwarded-For`` only
-from ``JPKI_TRUSTED_PROXIES``). A lockout answers 429 with code ``locked_out`` (card: "please visit the counter") or
-``rate_limited`` (terminal/address: "try again later") — the same for unknown and known cards; a lockout in the
-middle of a procedure ends it, and its view carries the same error.
+and entries per terminal and client address (:mod:`jpki_remote.web.client_address`; ``X-Forwarded-For`` only from
+``JPKI_TRUSTED_PROXIES``) and per card — a card only once it has proved possession (finding S-5; an online loss
+report, which has no card, counts its card under limits of its own, S-17). A start never looks at the card: a
+terminal or address lockout answers 429 ``rate_limited`` ("try again later", ``Retry-After``), the same for unknown
+and known cards. A card's lockout ends its procedure at the card proof (or at a face or code attempt) with
+``locked_out`` ("please visit the counter"), carried by the procedure's view; so does any lockout in the middle of a
+procedure. ``card_busy`` is a 409 of counter issuance only; a remote procedure whose card is held elsewhere ends
+with it at the card proof.
 """
 
 import base64
@@ -65,6 +69,7 @@ from jpki_remote.web.error_answers import (
     COUNTER,
     DATABASE,
     ENGINE,
+    ISSUING,
     JSON_BODY,
     LIMITED_RETRY_AFTER,
     NOT_FOUND,
@@ -421,7 +426,7 @@ def create_app(
         get_engine().view(procedure_id, who.terminal_id)  # only this counter's procedures
         return get_engine().record_staff_check(procedure_id, str(who.staff_id), body.documents)
 
-    @api.post("/counter/issuance", status_code=201, tags=["counter"], responses=COUNTER | JSON_BODY | STARTING)
+    @api.post("/counter/issuance", status_code=201, tags=["counter"], responses=COUNTER | JSON_BODY | ISSUING)
     def issuance(body: schemas.IssuanceRequest, who: Annotated[Caller, Depends(counter)]) -> dict:
         """交付: the delivered card, the ID documents checked, the photo (only its encoding is kept), contacts."""
         photo = _image_b64(body.photo) if body.photo else None

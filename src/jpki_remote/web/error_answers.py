@@ -4,7 +4,7 @@ Every error of the API has the same JSON body (:mod:`jpki_remote.web.errors`, :c
 
     {"error": {"code": "...", "message_ja": "...", "message_en": "...",
                "fields": [...],     # 422 from request validation only: the names of the fields in error
-               "detail": {...}}}    # a few refusals only, e.g. 429 locked_out: {"counter_visit": true}
+               "detail": {...}}}    # a few refusals only, e.g. 429 code_refused: {"reason": "cooldown"}
 
 :class:`ErrorBody` describes exactly that (no other keys). The groups below are the reasons a route can fail —
 its caller, its body, what it acts on — each a ``{status: {"model": ErrorBody, "description": …}}`` dict; a route
@@ -35,7 +35,7 @@ class ErrorInfo(BaseModel):
         None, description="422 from request validation: the names of the fields in error (never their values)"
     )
     detail: dict[str, Any] | SkipJsonSchema[None] = Field(
-        None, description='facts some refusals add, e.g. `{"counter_visit": true}` with 429 `locked_out`'
+        None, description='facts some refusals add, e.g. `{"reason": "cooldown"}` with 429 `code_refused`'
     )
 
 
@@ -55,13 +55,14 @@ DESCRIPTIONS: dict[int, str] = {
     "session role, another municipality, not offered on this channel, a cookie request without its CSRF token)",
     404: "`not_found`, `resident_unknown`: unknown — or another terminal's procedure, another municipality's "
     "resident or card, which read exactly the same",
-    409: "`card_busy`, `wrong_step`, `not_active`, `proof_not_required`, `out_of_sequence`, `no_contact`: not "
-    "possible in the procedure's present state",
+    409: "`wrong_step`, `not_active`, `proof_not_required`, `out_of_sequence`, `no_contact`: not possible in the "
+    "procedure's present state; `card_busy` on counter issuance only (the card is in another running procedure — "
+    "a remote procedure whose card is busy ends with `card_busy` at its card proof instead, answered 200)",
     413: "`too_large`: the request body is over the size cap",
     422: "`invalid_request` (with `fields`), `photo_unreadable`, `face_refused`, `criteria_required`, …: the "
     "request is malformed or its content is refused",
-    429: "`locked_out` (`detail.counter_visit`: the holder must visit the counter), `rate_limited` (try again "
-    "later), `code_refused` (a new code is not sent yet): the rate limits",
+    429: "`rate_limited` (the terminal or the client address: try again later), `code_refused` (a new code is not "
+    "sent yet): the rate limits. A card's own lockout is no HTTP answer: it ends the procedure (`locked_out`)",
     503: "`unavailable` (the database briefly unreachable), `audit_unavailable`, `face_refused`, `code_refused`: a "
     "service the request needs is unavailable; try again later (the `/api/v1` answers carry `Retry-After`)",
 }
@@ -86,7 +87,8 @@ PARAMETERS = error_answers(422)  # path or query parameters out of range / malfo
 ENGINE = error_answers(503)  # the procedure engine's audit log (or a service it needs) unavailable
 PROCEDURE = error_answers(404, 503)  # reading a procedure of this terminal
 STEP = error_answers(404, 409, 503)  # acting on a procedure: also "not now" (wrong step, ended, …)
-STARTING = error_answers(403, 409, 503)  # starting one: not offered here, card busy
+STARTING = error_answers(403, 503)  # starting one: not offered here (a start takes no card: no card_busy, S-5)
+ISSUING = error_answers(403, 409, 503)  # counter issuance: not offered here, the card busy in another procedure
 NOT_FOUND = error_answers(404)
 LIMITED = error_answers(429)  # counted by the rate limits (per card, terminal and address)
 LIMITED_RETRY_AFTER = {  # the same, and the answer says when to try again (terminal challenges, procedures)
