@@ -5,7 +5,9 @@
 // Local API (JSON, CORS for this page's origin):
 //   GET  /v1/status -> {terminal_id, terminal_kind, terminal_name, reader, card_present, card_id,
 //                       procedure_id, pin_request: {kind, new, attempt} | null,
-//                       card: {diversification_data, expiry, public_key?} (counter issuance of a new card)}
+//                       card: {diversification_data, expiry, public_key?} (counter issuance of a new card),
+//                       relay: {state, error} (state "reconnecting" while the server is briefly away, "error" when
+//                       it gave up), retry_seconds (that budget: the page waits out a blip as long)}
 //   POST /v1/procedures/{id}/drive   -> 202   relay this procedure's card exchanges until it ends
 //   POST /v1/pin {kind, value, new}  -> 204   answer the pending pin_request
 //   POST /v1/cancel                  -> 204   drop the pending request and any PIN held, stop relaying

@@ -40,13 +40,60 @@
   };
 
   class ApiError extends Error {
-    constructor(status, code, ja, en, body) {
+    constructor(status, code, ja, en, body, retryAfter = null) {
       super(en || ja || code);
       this.status = status;
       this.code = code;
       this.ja = ja;
       this.en = en;
       this.body = body;
+      this.retryAfter = retryAfter;  // seconds, from the answer's Retry-After (503 unavailable, 429), else null
+    }
+  }
+
+  /** Retry-After: delay-seconds or an HTTP date → seconds (null when absent or unreadable). */
+  function retryAfterOf(response) {
+    const value = response.headers.get("retry-after");
+    if (!value) return null;
+    const seconds = /^\d+$/.test(value.trim()) ? Number(value) : (Date.parse(value) - Date.now()) / 1000;
+    return Number.isFinite(seconds) ? Math.max(0, seconds) : null;
+  }
+
+  // ---- waiting out a blip --------------------------------------------------------------------------------------
+  // No answer at all (the network, a server restarting) or 502/503/504 — a 503 `unavailable` with Retry-After while
+  // the database is briefly down — is a blip, not a failure: the pages keep polling and driving through it, within
+  // the terminal relay's own retry budget (the agent's `retry_seconds`, JPKI_TERMINAL_RETRY_SECONDS), and only then
+  // show an error. Any other error (a 500 bug included) is not waited out.
+  const DEFAULT_RETRY_SECONDS = 120;  // the relay's default budget, when the agent does not say
+  const BACKOFF_MS = [1000, 2000, 4000, 5000];  // without a Retry-After: 1, 2, 4, then every 5 s
+  const MIN_WAIT_MS = 500;
+  const MAX_WAIT_MS = 10000;  // a Retry-After is followed up to this (bounded back-off)
+
+  function isTransient(e) {
+    return e instanceof ApiError && [0, 502, 503, 504].includes(e.status);
+  }
+
+  /** One page's outage clock: failed() after each blip says how long to wait (or null once the budget is spent),
+   *  recovered() once the server answers again. */
+  class Reconnect {
+    constructor() { this.since = null; this.tries = 0; }
+    get active() { return this.since !== null; }
+    failed(error, budgetSeconds) {
+      const now = Date.now();
+      if (this.since === null) this.since = now;
+      const budget = (Number(budgetSeconds) > 0 ? Number(budgetSeconds) : DEFAULT_RETRY_SECONDS) * 1000;
+      if (now - this.since >= budget) return null;
+      const backoff = BACKOFF_MS[Math.min(this.tries, BACKOFF_MS.length - 1)];
+      this.tries += 1;
+      const hinted = error && typeof error.retryAfter === "number" ? error.retryAfter * 1000 : backoff;
+      return Math.min(MAX_WAIT_MS, Math.max(MIN_WAIT_MS, hinted));
+    }
+    /** The server answered: whether there had been a blip. */
+    recovered() {
+      const was = this.since !== null;
+      this.since = null;
+      this.tries = 0;
+      return was;
     }
   }
 
@@ -63,7 +110,7 @@
   };
 
   /** Any of the shapes an error body may have: {code, message_ja, message_en}, {error: {...}}, {detail: ...}. */
-  function normalizeError(status, body) {
+  function normalizeError(status, body, retryAfter = null) {
     let source = body;
     if (source && typeof source === "object" && source.error && typeof source.error === "object") source = source.error;
     // FastAPI's own {detail: {...}}; our errors carry a code and may add a `detail` object of their own (kept as is)
@@ -77,7 +124,7 @@
       ja = generic[0];
       en = en || (typeof (body && body.detail) === "string" ? body.detail : generic[1]);
     }
-    return new ApiError(status, code, ja, en, body);
+    return new ApiError(status, code, ja, en, body, retryAfter);
   }
 
   function storedToken() {
@@ -126,13 +173,16 @@
     if (type.includes("json")) {
       try { data = await response.json(); } catch (e) { data = null; }
     }
-    if (!response.ok) throw normalizeError(response.status, data);
+    if (!response.ok) throw normalizeError(response.status, data, retryAfterOf(response));
     return data;
   }
 
   const api = {
     PATHS,
     ApiError,
+    Reconnect,
+    isTransient,
+    DEFAULT_RETRY_SECONDS,
     request,
     setToken(token) { sessionToken = token || null; },
     hasToken: () => Boolean(storedToken()),

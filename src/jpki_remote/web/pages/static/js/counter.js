@@ -264,8 +264,51 @@
   }
 
   // ------------------------------------------------------------------------------------------------ running
+  // A blip — the server restarting, its database briefly down (503 + Retry-After) — is waited out like on the
+  // holder's pages (api.Reconnect): polling goes on at the server's Retry-After, a calm status shows (also while the
+  // agent's relay reports `reconnecting`); only when the relay ends `error` or the server stays away longer than the
+  // relay's budget does a clear error show, with "Resume" (the agent drives the procedure again).
+  const reconnect = new api.Reconnect();
+
+  function showReconnecting(on) {
+    const status = $("reconnect-status");
+    if (on && !status.textContent) {
+      setBilingual(status, "再接続しています… 手続はそのまま続きます。", "Reconnecting… The procedure is kept.");
+    } else if (!on && status.textContent) {
+      status.textContent = "";
+    }
+  }
+
+  /** The relay gave up, or the server stayed away too long: stop following, say so clearly, offer "Resume". */
+  function paused(outage) {
+    clearTimeout(run.timer);
+    run.timer = null;
+    reconnect.recovered();
+    showReconnecting(false);
+    if (outage) {
+      showError("サーバーに接続できない状態が続いたため、手続を中断しました。手続は保存されています。「続きから再開」で続けられます。",
+        "The server could not be reached for a while; the procedure is paused and kept. Press Resume to continue.");
+    } else {
+      showError("カードリーダーの処理が止まりました。「続きから再開」で続けられます。",
+        "The card reader stopped relaying the procedure. Press Resume to continue.");
+    }
+    $("run-resume").hidden = false;
+  }
+
+  async function resumeRun() {
+    if (!run) return;
+    $("run-resume").hidden = true;
+    showError(null);
+    try { await agent.drive(run.id); } catch (e) { showError("カードリーダーに接続できません。", "The card reader is not reachable."); }
+    clearTimeout(run.timer);
+    poll();
+  }
+
   function startRun(view) {
     showError(null);
+    reconnect.recovered();
+    showReconnecting(false);
+    $("run-resume").hidden = true;
     run = { id: view.id, timer: null, pinKey: null, newFirst: null };
     $("run").hidden = false;
     $("run-result").textContent = "";
@@ -278,12 +321,28 @@
 
   async function poll() {
     if (!run) return;
-    const [view, status] = await Promise.all([api.view(run.id).catch((e) => { apiError(e); return null; }),
+    let failure = null;
+    const [view, status] = await Promise.all([api.view(run.id).catch((e) => { failure = e; return null; }),
       agent.status().catch(() => null)]);
     if (!run) return;
+    let wait = POLL_MS;
+    if (failure && api.isTransient(failure)) {
+      wait = reconnect.failed(failure, status && status.retry_seconds);
+      if (wait === null) { paused(true); return; }
+    } else if (failure) {
+      apiError(failure);
+    } else {
+      reconnect.recovered();
+    }
+    const relay = status && status.procedure_id === run.id && status.relay ? status.relay : null;
+    showReconnecting(reconnect.active || Boolean(relay && relay.state === "reconnecting"));
     if (view) renderRun(view, status);
-    if (view && view.status !== "active") { run = null; return; }
-    run.timer = setTimeout(poll, POLL_MS);
+    if (view && view.status !== "active") { run = null; showReconnecting(false); return; }
+    if (relay && relay.state === "error") {
+      paused(["unavailable", "server_unreachable"].includes(relay.error) || /^http_5/.test(relay.error || ""));
+      return;
+    }
+    run.timer = setTimeout(poll, wait);
   }
 
   function renderRun(view, status) {
@@ -347,6 +406,9 @@
     const id = run.id;
     clearTimeout(run.timer);
     run = null;
+    reconnect.recovered();
+    showReconnecting(false);
+    $("run-resume").hidden = true;
     agent.cancel();
     try { await api.cancel(id); } catch (e) { /* ended already */ }
     $("run").hidden = true;
@@ -373,6 +435,7 @@
     $("issuance-form").addEventListener("submit", submitIssuance);
     $("procedure-form").addEventListener("submit", submitProcedure);
     $("run-cancel").addEventListener("click", cancelRun);
+    $("run-resume").addEventListener("click", resumeRun);
     window.addEventListener("pagehide", () => { if (camera) camera.close(); });
     checkLogin();
   });

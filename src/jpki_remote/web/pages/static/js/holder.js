@@ -84,20 +84,125 @@
     box.hidden = false;
   }
 
-  function fail(code, ja, en) {
+  /** The clear error screen. ``resumable``: the procedure is still on the server (the server stayed away longer
+   *  than the retry budget, or the relay stopped): the agent keeps what it holds for it (the card's answers the
+   *  server never got), "Resume" drives it again, and "Back to start" cancels it. */
+  function fail(code, ja, en, { resumable = false } = {}) {
     stopPolling();
-    state.finished = true;
+    state.finished = !resumable;
     if (J.camera) J.camera.abort();
     showError(null);
+    reconnect.recovered();
+    showReconnecting();
     $("failed-ja").textContent = ja;
     $("failed-en").textContent = en || "";
     const counter = COUNTER_CODES.has(code);
-    setBilingual($("failed-next"),
-      counter ? "お住まいの市区町村の窓口へお越しください。マイナンバーカードと本人確認書類をお持ちください。"
-        : "もう一度、最初からお試しください。",
-      counter ? "Please visit your municipal counter with your card and an ID document." : "Please start again.");
+    if (resumable) {
+      setBilingual($("failed-next"), "手続は保存されています。カードはそのままで、「続きから再開」を押すと中断した"
+        + "ところから続けます。", "Your procedure is kept. Leave the card on the reader and press Resume to continue.");
+    } else {
+      setBilingual($("failed-next"),
+        counter ? "お住まいの市区町村の窓口へお越しください。マイナンバーカードと本人確認書類をお持ちください。"
+          : "もう一度、最初からお試しください。",
+        counter ? "Please visit your municipal counter with your card and an ID document." : "Please start again.");
+    }
+    $("failed-resume").hidden = !resumable;
+    $("failed-take-card").hidden = resumable;  // the card stays on the reader for "Resume"
     show("failed");
-    agent.cancel();
+    if (!resumable) agent.cancel();
+  }
+
+  // ------------------------------------------------------------------------------------------------ reconnecting
+  // A blip — the server restarting, its database briefly down (503 unavailable + Retry-After), the network gone for
+  // a moment — is waited out, never shown as a failure: polling goes on at the server's Retry-After (bounded), a
+  // request the holder made is sent again as it was (a capture, a code: nothing to redo), and a calm bilingual
+  // status says so — also while the terminal agent's relay reports `reconnecting`. Only when the relay itself ends
+  // `error`, or the server stays away longer than the relay's budget, does the clear error screen come.
+  const reconnect = new api.Reconnect();
+
+  function relayOf(status) {
+    return status && state.procedureId && status.procedure_id === state.procedureId && status.relay ? status.relay : null;
+  }
+
+  function showReconnecting() {
+    const relay = relayOf(state.agentStatus);
+    const following = state.polling && Boolean(state.procedureId);
+    const on = following && (reconnect.active || Boolean(relay && relay.state === "reconnecting"));
+    const status = $("reconnect-status");
+    if (on && !status.textContent) {
+      setBilingual(status, "再接続しています… 手続はそのまま続きます。", "Reconnecting… Your procedure is kept.");
+    } else if (!on && status.textContent) {
+      status.textContent = "";
+    }
+  }
+
+  /** After a blip: how long to wait (ms) before trying again, or null once the relay's budget is spent (the error
+   *  screen is then shown). */
+  function blip(error) {
+    const budget = state.agentStatus && state.agentStatus.retry_seconds;
+    const wait = reconnect.failed(error, budget);
+    if (wait === null) {
+      fail("server_unreachable", "サーバーに接続できない状態が続いたため、手続を中断しました。",
+        "The server could not be reached for a while, so the procedure was paused.", { resumable: true });
+      return null;
+    }
+    showReconnecting();
+    return wait;
+  }
+
+  function recovered() {
+    if (reconnect.recovered()) showReconnecting();
+  }
+
+  /** A request the holder made (a capture, a code): a blip is waited out and the same request sent again. Resolves
+   *  to its answer, or null when the budget was spent or the screen was wiped meanwhile; other errors reject. */
+  async function persist(call) {
+    const id = state.procedureId;
+    for (;;) {
+      try {
+        const answer = await call();
+        recovered();
+        return answer;
+      } catch (e) {
+        if (!api.isTransient(e)) throw e;
+        const wait = blip(e);
+        if (wait === null) return null;
+        await new Promise((resolve) => setTimeout(resolve, wait));
+        if (state.procedureId !== id || state.screen === "failed") return null;
+      }
+    }
+  }
+
+  /** The relay gave up on this procedure (`error`): the clear error screen, the procedure kept for "Resume". */
+  function checkRelay() {
+    const relay = relayOf(state.agentStatus);
+    if (!state.polling || !relay || relay.state !== "error") return;
+    const outage = relay.error === "unavailable" || relay.error === "server_unreachable"
+      || /^http_5/.test(relay.error || "");
+    if (outage) {
+      fail(relay.error, "サーバーに接続できない状態が続いたため、手続を中断しました。",
+        "The server could not be reached for a while, so the procedure was paused.", { resumable: true });
+    } else {
+      fail(relay.error || "relay_error", "カードリーダーの処理が止まりました。",
+        "The card reader stopped relaying the procedure.", { resumable: true });
+    }
+  }
+
+  /** "Resume" on the error screen: the agent drives the procedure again (the card's answers the server missed go
+   *  first), and the page follows it from where it stands. */
+  async function resume() {
+    const id = state.procedureId;
+    if (!id) { wipe("cancel"); return; }
+    $("failed-resume").hidden = true;
+    state.finished = false;
+    setBilingual($("working-step"), "再開しています", "Resuming");
+    show("working");
+    try {
+      await agent.drive(id);
+    } catch (e) {
+      handleError(e);
+    }
+    startPolling();
   }
 
   // ------------------------------------------------------------------------------------------------ wipe
@@ -113,6 +218,8 @@
     showError(null);
     Object.assign(state, { procedureId: null, kind: null, target: null, knownPin: null, view: null, pinRequestKey: null,
       capturing: false, codeRequested: false, finished: false, faceResult: null });
+    reconnect.recovered();
+    showReconnecting();
     agent.cancel();
     if (id && reason !== "finished") {
       try { await api.cancel(id); } catch (e) { /* already ended, or the server is gone: it expires by itself */ }
@@ -130,7 +237,8 @@
   function idleTick() {
     const away = (Date.now() - idle.last) / 1000;
     const quiet = state.screen === "menu" || state.screen === "connect";
-    if (quiet || state.capturing || state.screen === "working") { idle.last = state.capturing || state.screen === "working" ? Date.now() : idle.last; $("idle-overlay").hidden = true; return; }
+    const busy = state.capturing || state.screen === "working" || reconnect.active;  // a blip is not the holder's
+    if (quiet || busy) { idle.last = busy ? Date.now() : idle.last; $("idle-overlay").hidden = true; return; }
     if (away >= config.idle_wipe) { $("idle-overlay").hidden = true; wipe("idle"); return; }
     if (away >= config.idle_warn) {
       const overlay = $("idle-overlay");
@@ -227,23 +335,37 @@
     state.polling = true;
     const loop = async () => {
       if (!state.polling) return;
-      await refresh();
-      if (state.polling) state.pollTimer = setTimeout(loop, POLL_MS);
+      const wait = await refresh();
+      if (state.polling && wait !== null) state.pollTimer = setTimeout(loop, wait);
     };
     loop();
   }
   function stopPolling() { state.polling = false; clearTimeout(state.pollTimer); }
 
+  /** One poll of the view and the agent; returns when to poll next (ms; the server's Retry-After after a blip), or
+   *  null when the page stopped following. */
   async function refresh() {
-    if (!state.procedureId) return;
+    if (!state.procedureId) return POLL_MS;
+    let failure = null;
     const [view] = await Promise.all([
-      api.view(state.procedureId).catch((e) => { handleError(e); return null; }),
+      api.view(state.procedureId).catch((e) => { failure = e; return null; }),
       agentStatus(),
     ]);
-    if (view && state.polling) render(view);
+    if (!state.polling) return null;
+    if (failure && api.isTransient(failure)) return blip(failure);
+    if (failure) { handleError(failure); return POLL_MS; }
+    recovered();
+    showReconnecting();  // the relay's own state too
+    if (view) render(view);
+    checkRelay();
+    return POLL_MS;
   }
 
   function handleError(e) {
+    if (api.isTransient(e) && state.procedureId && state.polling) {  // polling waits it out
+      blip(e);
+      return;
+    }
     if (e instanceof api.ApiError) {
       if (e.status === 401) {
         stopPolling();
@@ -463,9 +585,10 @@
       });
       J.camera.close();
       setBilingual($("face-instruction"), "照合しています…", "Checking…");
-      const reply = await api.submitFace(view.id, frames);
+      const reply = await persist(() => api.submitFace(view.id, frames));  // a blip: the same frames again
       frames = null;
       state.capturing = false;
+      if (!reply) return;
       render(reply);
       if (state.screen === "face") {  // refused, may try again: the camera back on, the next step said plainly
         showFaceRefusal(reply);
@@ -506,7 +629,7 @@
     }
     if (!view.code_sent_to && !state.codeRequested) {
       state.codeRequested = true;
-      api.requestCode(view.id).then((reply) => { if (reply) render(reply); }).catch(handleError);
+      persist(() => api.requestCode(view.id)).then((reply) => { if (reply) render(reply); }).catch(handleError);
     }
   }
 
@@ -518,7 +641,9 @@
     input.value = "";
     $("code-submit").disabled = true;
     try {
-      const reply = await api.verifyCode(state.procedureId, code);
+      const id = state.procedureId;
+      const reply = await persist(() => api.verifyCode(id, code));  // a blip: the same code again
+      if (!reply) return;
       if (reply.message && reply.message.code) showError(reply.message.ja, reply.message.en);
       else showError(null);
       render(reply);
@@ -533,7 +658,9 @@
   async function resendCode() {
     $("code-resend").disabled = true;
     try {
-      const reply = await api.requestCode(state.procedureId);
+      const id = state.procedureId;
+      const reply = await persist(() => api.requestCode(id));
+      if (!reply) return;
       J.toast("セキュリティーコードを再送信しました。 (Sent again)");
       showError(null);
       render(reply);
@@ -616,6 +743,7 @@
       const action = button.dataset.action;
       if (action === "home") wipe(state.finished ? "finished" : "cancel");
       else if (action === "cancel") wipe("cancel");
+      else if (action === "resume") resume();
       else if (action === "choose-renewal") choose("renewal", "certificates", null);
       else if (action === "choose-reset") { setStep(null); show("reset-kind"); }
       else if (button.dataset.target) {
