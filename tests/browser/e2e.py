@@ -265,8 +265,10 @@ class E2EWorld:
         assert self.server is not None
         return self.server.url
 
-    def start_agent(self, terminal: Terminal, card_id: str | None) -> AgentProcess:
-        agent = AgentProcess(self.env, self.url, terminal, card_id, self.cards_dir)
+    def start_agent(self, terminal: Terminal, card_id: str | None, **settings: str) -> AgentProcess:
+        """The terminal's agent; ``settings`` are its own ``JPKI_`` settings (e.g. ``terminal_retry_seconds``)."""
+        env = {**self.env, **{f"JPKI_{name.upper()}": value for name, value in settings.items()}}
+        agent = AgentProcess(env, self.url, terminal, card_id, self.cards_dir)
         self._agents.append(agent)
         return agent
 
