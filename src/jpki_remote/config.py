@@ -12,6 +12,12 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 ENV_PREFIX = "JPKI_"
+# JPKI_ variables read where they are used, not settings of a deployment; load_settings() lets them pass.
+PROCESS_SWITCHES = {
+    "JPKI_AUDIT_STRICT": "audit/detail.py: an audit detail outside the allow-list raises (default under pytest)",
+    "JPKI_SHARED_DIR": "bench face / tests: the folder holding the shared test photos",
+    "JPKI_BENCH_NETNS": "bench ocsp: set in its own re-execution inside a private network namespace",
+}
 
 
 def _default_data_dir() -> Path:
@@ -140,7 +146,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     known = {f.name for f in fields(Settings)}
     values: dict[str, object] = {}
     for key, raw in env.items():
-        if not key.startswith(ENV_PREFIX):
+        if not key.startswith(ENV_PREFIX) or key in PROCESS_SWITCHES:
             continue
         name = key[len(ENV_PREFIX) :].lower()
         if name not in known:

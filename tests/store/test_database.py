@@ -36,3 +36,11 @@ def test_unknown_or_malformed_setting_is_a_clear_error() -> None:
         load_settings({"JPKI_NOPE": "1"})
     with pytest.raises(ValueError, match="JPKI_CRL_SHARDS"):
         load_settings({"JPKI_CRL_SHARDS": "many"})
+
+
+def test_process_switches_are_not_settings_and_pass() -> None:
+    """JPKI_AUDIT_STRICT and friends are read where they are used; a server started with one still starts."""
+    from jpki_remote.config import PROCESS_SWITCHES
+
+    settings = load_settings({**dict.fromkeys(PROCESS_SWITCHES, "1"), "JPKI_CRL_SHARDS": "8"})
+    assert settings.crl_shards == 8
