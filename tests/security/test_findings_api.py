@@ -229,4 +229,6 @@ def test_openapi_documents_the_error_answers(module_web: SecWeb) -> None:
     operation = document["paths"]["/api/v1/procedures/{procedure_id}"]["get"]
     assert {"401", "404"} <= set(operation["responses"]), sorted(operation["responses"])
     start = document["paths"]["/api/v1/procedures"]["post"]
-    assert {"401", "403", "409", "422", "429"} <= set(start["responses"]), sorted(start["responses"])
+    assert {"401", "403", "422", "429"} <= set(start["responses"]), sorted(start["responses"])
+    assert "409" not in start["responses"]  # a start takes no card: no card_busy (S-5); counter issuance still may
+    assert "409" in document["paths"]["/api/v1/counter/issuance"]["post"]["responses"]
