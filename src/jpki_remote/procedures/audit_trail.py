@@ -21,6 +21,7 @@ from jpki_remote.procedures.core import (
 )
 from jpki_remote.procedures.errors import ProcedureError
 from jpki_remote.procedures.models import AuditBacklog, Procedure
+from jpki_remote.store.database import database_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +65,15 @@ class AuditTrail(EngineCore):
         if gate and hasattr(port, "record_batch"):
             try:
                 port.record_batch(gate, session=session)
-            except Exception:
-                log.exception("audit append failed: the step is not carried out (%s)", gate[0]["event_type"])
+            except Exception as exc:
+                if database_unavailable(exc):  # an outage: one line, the caller tries again (503)
+                    log.warning(
+                        "audit append failed, database unavailable: the step is not carried out (%s): %s",
+                        gate[0]["event_type"],
+                        type(exc).__name__,
+                    )
+                else:
+                    log.exception("audit append failed: the step is not carried out (%s)", gate[0]["event_type"])
                 raise ProcedureError("audit_unavailable", 503) from None
         elif gate:
             queued = gate + queued  # a port without transactions: through the backlog, right after the commit
