@@ -103,9 +103,12 @@ PROCEDURE_EVENTS: dict[str, dict[str, Kind]] = {
     "pin_set": {"pin_kind": NAME},
     "pin_changed": {"pin_kind": NAME, "reason": NAME},
     "issued": {"reason": NAME, "auth_serial": SERIAL, "sign_serial": SERIAL},
-    "revoked": {"reason": NAME, "authentication_serial": SERIAL, "signature_serial": SERIAL},
+    # other_count: a loss report's sweep of the lost card's other valid certificates (a pair an ended procedure issued)
+    "revoked": {"reason": NAME, "authentication_serial": SERIAL, "signature_serial": SERIAL, "other_count": COUNT},
     "completed": {"notice_count": COUNT},
-    "ended": {"reason": NAME},
+    # ended_by: the kind of procedure that ended this one (a loss report taking the card: card_reported_lost); its id
+    # is in the procedure's journal (a procedure id is 32 hex digits, which the deny checks take for a hash)
+    "ended": {"reason": NAME, "ended_by": NAME},
 }
 OTHER_EVENTS: dict[str, dict[str, Kind]] = {
     "limits.lockout_lifted": {"scope": NAME, "subject": REF, "reason": NAME, "locked_until": TIMESTAMP, "note": TEXT},

@@ -26,6 +26,7 @@ from jpki_remote.procedures.core import (
     CARD_PROOF_SCRIPTS,
     ISSUER_SCRIPTS,
     MAX_ADVANCE,
+    PREEMPTING_KINDS,
     SCRIPTS,
     StepFailed,
     der_hex,
@@ -120,7 +121,13 @@ class Advancing(AuditTrail):
                             # checked the old PIN and changed it; nothing on the server's side is at stake.
                             self._take_card(session, proc)
                     except StepFailed as fail:
-                        server_step = "!fail:" + fail.code
+                        holder = fail.detail.get("held_by")
+                        if fail.code == "card_busy" and holder and proc.kind in PREEMPTING_KINDS:
+                            # a completed loss report wins: the procedure holding the card is ended first (outside
+                            # this transaction), then the gate is passed again and takes the card
+                            server_step = "!preempt:" + holder
+                        else:
+                            server_step = "!fail:" + fail.code
                     else:
                         self._goto(session, proc, next_step(proc, step))
                 elif step in CARD_STEPS:
@@ -162,6 +169,9 @@ class Advancing(AuditTrail):
                     # the step's transaction (a card locked out ends the procedure here, audited)
                     with contextlib.suppress(LockedOutError):
                         self._limit(proc, "procedure_start", None, None, card_only=True)
+                continue
+            if server_step.startswith("!preempt:"):
+                self._end_for_lost_card(server_step[9:], lost_by=procedure_id)
                 continue
             if server_step.startswith("!fail:"):
                 code = server_step[6:]

@@ -39,6 +39,9 @@ IDLE_TIMEOUT = timedelta(minutes=15)
 MAX_ADVANCE = 32
 SW_BLOCKED = {0x63C0, 0x6984, 0x6983}
 TERMINAL_CHANNELS = {"kiosk": Channel.KIOSK, "app": Channel.ONLINE, "counter": Channel.COUNTER}
+# A completed loss report wins the card: a procedure holding it (a thief mid-renewal with the stolen card) is ended
+# with ``card_reported_lost`` instead of the loss report failing with ``card_busy`` (Endings._end_for_lost_card).
+PREEMPTING_KINDS = frozenset({"loss_report"})
 CARD_PROOF_SCRIPTS = {
     Proof.CARD_AUTH_KEY.value: ("prove_with_jpki_key", "auth"),
     Proof.CARD_SIGN_KEY.value: ("prove_with_jpki_key", "sign"),
@@ -158,7 +161,8 @@ class EngineCore:
         is in — never at start (finding S-5). The UPDATE runs in a SAVEPOINT: when another procedure holds the card
         (two terminals racing, the loser's UPDATE hits the constraint) only the SAVEPOINT is rolled back, nothing
         else of the step is lost, and the step fails with ``card_busy`` — by then the terminal has shown it holds
-        the card, so saying it is busy reveals nothing. Returns whether the card was taken now."""
+        the card, so saying it is busy reveals nothing (``detail["held_by"]``: the holding procedure, for a loss
+        report, which ends it: :data:`PREEMPTING_KINDS`). Returns whether the card was taken now."""
         if proc.card_id is None or proc.active_card == proc.card_id:
             return False
         session.flush()  # the step's own changes first: the SAVEPOINT holds the UPDATE of active_card alone
@@ -167,7 +171,9 @@ class EngineCore:
                 proc.active_card = proc.card_id
                 session.flush()
         except IntegrityError:
-            raise StepFailed("card_busy") from None
+            with session.no_autoflush:
+                holder = session.scalar(select(Procedure.id).where(Procedure.active_card == proc.card_id))
+            raise StepFailed("card_busy", {"held_by": holder} if holder else None) from None
         return True
 
     def _card_row(self, session: Session, proc: Procedure) -> Card:

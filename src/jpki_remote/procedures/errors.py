@@ -9,6 +9,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "This procedure is not available for this card. Please contact your municipal office.",
     ),
     "card_busy": ("このカードは別の手続の途中です。", "Another procedure is in progress for this card."),
+    "card_reported_lost": (
+        "このカードは紛失の届出があったため、手続を終了しました。カードの電子証明書は失効しています。",
+        "This card has been reported lost, so this procedure has ended. Its certificates are revoked.",
+    ),
     "not_allowed": ("この手続はこの窓口・端末ではできません。", "This procedure is not offered on this channel."),
     "not_in_renewal_window": (
         "更新できる期間ではありません（有効期限の3か月前から）。",

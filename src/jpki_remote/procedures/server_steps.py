@@ -79,7 +79,23 @@ class ServerSteps(AuditTrail):
             raise StepFailed("issuance_failed") from None
         with self._tx() as session:
             proc = self._load(session, procedure_id)
-            if proc.state != "issue":
+            # ended without completing (a completed one got this same pair from an earlier call: the CA's
+            # issuance is idempotent per request id, and that pair is the card's now)
+            ended = proc.status not in (ProcedureStatus.ACTIVE, ProcedureStatus.COMPLETED)
+            lost = proc.error_code == "card_reported_lost"
+            if (proc.state != "issue" and not ended) or proc.status is ProcedureStatus.COMPLETED:
+                return
+        if ended:
+            # the procedure was ended while the CA was issuing (e.g. its card reported lost): nothing will ever use
+            # this pair — revoked at once, never recorded as the procedure's
+            serials = {"new_auth_serial": hex_serial(issued.auth_serial)}
+            if issued.sign_serial is not None:
+                serials["new_sign_serial"] = hex_serial(issued.sign_serial)
+            self._revoke_uncommitted(procedure_id, serials, "keyCompromise" if lost else "cessationOfOperation")
+            return
+        with self._tx() as session:
+            proc = self._load(session, procedure_id)
+            if proc.state != "issue" or proc.status is not ProcedureStatus.ACTIVE:
                 return
             self._set_data(
                 proc,
@@ -126,9 +142,16 @@ class ServerSteps(AuditTrail):
                 serials={k: audit_serial(v) for k, v in targets.items()},
             )
             municipality_code = card.municipality_code
+            lost_card = proc.card_id if proc.kind == ProcedureKind.LOSS_REPORT.value else None
         for kind, serial in targets.items():
             if serial:
                 self.ports.ca.revoke(kind, int(serial, 16), reason)
+        others = 0
+        if lost_card is not None:
+            # every other valid certificate of the lost card too: a pair issued by a procedure the loss report
+            # ended (committed on the card or not), whatever the card row says now (already revoked ones keep
+            # their reason; the ended procedure revoked its own pair keyCompromise)
+            others = len(self.ports.ca.revoke_for_holder(lost_card, reason))
         with self._tx() as session:
             proc = self._load(session, procedure_id)
             card = registry.get_card(session, proc.card_id or "", for_update=True)
@@ -155,6 +178,7 @@ class ServerSteps(AuditTrail):
             "revoked",
             "success",
             reason=reason,
+            other_count=others or None,
             **{f"{k}_serial": audit_serial(v) for k, v in targets.items() if v},
         )
 
