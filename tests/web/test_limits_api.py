@@ -1,6 +1,6 @@
 """Rate limits over HTTP: the client address behind a trusted proxy; starts without the card neither lock a card out
 nor tell it from an unknown one (S-5); a locked-out card's procedure ends with ``locked_out`` at its card proof;
-address lockouts; counter staff lifting a card's lockout through the API."""
+address lockouts; counter staff lifting a card's lockout through the API (its online loss reports' lockout too)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from fastapi.testclient import TestClient
 from procedure_world import PINS, IssuedCard, make_world
 from web_world import Web
 
-from jpki_remote.proofing.limits import DEFAULT_RULES, AttemptKind, Scope
+from jpki_remote.procedures.ports import FaceResult
+from jpki_remote.proofing.limits import DEFAULT_RULES, LOSS_REPORT_RULES, AttemptKind, Scope
+from jpki_remote.registry import service as registry
 from jpki_remote.store import Database
 from jpki_remote.terminal.agent import AgentCore, ScriptedPinPad, drive
 from jpki_remote.web.app import create_app
@@ -21,6 +23,7 @@ from jpki_remote.web.client_address import client_address, parse_trusted
 API = "/api/v1"
 PROXY = "10.0.0.1"
 CARD_STARTS = next(r.limit for r in DEFAULT_RULES if r.kind is AttemptKind.START and r.scope is Scope.CARD)
+LOSS_FACES = next(r.limit for r in LOSS_REPORT_RULES if r.kind is AttemptKind.FACE)
 ADDRESS_STARTS = next(r.limit for r in DEFAULT_RULES if r.kind is AttemptKind.START and r.scope is Scope.ADDRESS)
 
 
@@ -120,6 +123,61 @@ def test_a_locked_out_card_ends_at_its_proof_and_staff_lift_it(proxied: Web, tmp
     lifted_events = [e for e in proxied.world.audit.events(limit=500) if e.event_type == "limits.lockout_lifted"]
     assert len(lifted_events) == 1 and lifted_events[0].actor == "staff:s1"
     assert "driver_licence" in str(lifted_events[0].detail)
+
+
+class _OtherFace:
+    """A face port that never matches (someone else in front of the camera)."""
+
+    model = "stub-face-v1"
+
+    def new_challenge(self) -> dict:
+        return {"steps": ["blink"]}
+
+    def encode_reference(self, image: bytes) -> None:
+        return None
+
+    def verify(self, frames, **_: object) -> FaceResult:
+        return FaceResult(False, True, "no_match", distance=0.9)
+
+
+def test_staff_unlock_lifts_the_cards_loss_report_lockout_too(proxied: Web, tmp_path: Path) -> None:
+    """A stranger who knows the card number exhausts the card's online loss reports (S-17): staff see that lockout
+    with the card's limits, and the one audited unlock lifts it with them; the holder can report the loss online."""
+    world = proxied.world
+    world.ports.face = _OtherFace()
+    issued = world.issue_card()
+    with world.db.session() as s:
+        registry.enrol_face(s, issued.card_id, [0.1] * 128, _OtherFace.model)
+    engine = world.engine()
+    reply = engine.start(kind="loss_report", target="card", channel="online", card_id=issued.card_id,
+                         terminal_id="t-x", address="198.51.100.66")  # fmt: skip
+    for _ in range(LOSS_FACES + 1):
+        reply = engine.submit_face(reply["id"], "t-x", [b"frame"], address="198.51.100.66")
+    assert reply["status"] == "failed" and reply["error"]["code"] == "locked_out"
+
+    counter = proxied.terminal("counter", tmp_path, "c")
+    staff = {**_auth(counter), **proxied.staff_login("s1")}
+    status = proxied.client.get(f"{API}/registry/cards/{issued.card_id}/limits", headers=staff).json()
+    assert status["locked"] and [lock["reason"] for lock in status["lockouts"]] == ["loss_report_face_attempts"]
+    lifted = proxied.client.post(
+        f"{API}/registry/cards/{issued.card_id}/unlock", headers=staff, json={"documents": ["passport"]}
+    )
+    assert lifted.status_code == 200, lifted.text
+    assert [lock["reason"] for lock in lifted.json()["lifted"]] == ["loss_report_face_attempts"]
+    assert world.ports.limits.for_loss_reports().status(card_id=issued.card_id) == []
+    status = proxied.client.get(f"{API}/registry/cards/{issued.card_id}/limits", headers=staff).json()
+    assert not status["locked"] and status["lockouts"] == []
+    events = [e for e in world.audit.events(limit=500) if e.event_type == "limits.lockout_lifted"]
+    assert [(e.outcome, e.detail.get("limits"), e.detail.get("reason")) for e in events] == [
+        ("info", None, None),  # the card's ordinary limits: nothing was in force
+        ("success", "loss_report", "loss_report_face_attempts"),
+    ]
+    assert all(e.actor == "staff:s1" and "passport" in e.detail["note"] for e in events)
+    # the loss-report counts were reset too: a new online loss report has every face attempt again
+    again = engine.start(kind="loss_report", target="card", channel="online", card_id=issued.card_id,
+                         terminal_id="t-y", address="198.51.100.67")  # fmt: skip
+    again = engine.submit_face(again["id"], "t-y", [b"frame"], address="198.51.100.67")
+    assert again["status"] == "active" and again["face_result"]["attempts_left"] == LOSS_FACES - 1
 
 
 def test_client_address_lockout_from_behind_the_proxy(proxied: Web, tmp_path: Path) -> None:

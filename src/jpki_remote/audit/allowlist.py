@@ -111,7 +111,15 @@ PROCEDURE_EVENTS: dict[str, dict[str, Kind]] = {
     "ended": {"reason": NAME, "ended_by": NAME},
 }
 OTHER_EVENTS: dict[str, dict[str, Kind]] = {
-    "limits.lockout_lifted": {"scope": NAME, "subject": REF, "reason": NAME, "locked_until": TIMESTAMP, "note": TEXT},
+    # limits: which table was lifted ("loss_report": the online loss reports' own per-card limits; absent: ordinary)
+    "limits.lockout_lifted": {
+        "scope": NAME,
+        "subject": REF,
+        "reason": NAME,
+        "locked_until": TIMESTAMP,
+        "note": TEXT,
+        "limits": NAME,
+    },
 }
 
 

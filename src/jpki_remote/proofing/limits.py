@@ -8,6 +8,7 @@ Public interface::
         ...  # show verdict.message_ja / message_en; verdict.counter_visit says "please visit the counter"
     limits.status(card_id=card)                                       # active lockouts, for the counter screen
     limits.lift(card_id=card, staff_id="staff:42", terminal_id="counter-3", note="ID checked")   # audited
+    limits.lift(card_id=card, staff_id="staff:42", loss_reports=True)   # … and the card's loss-report limits
 
 **Rules** are data: :data:`DEFAULT_RULES` is a table of :class:`Rule` rows (kind × scope → limit, window, fixed or
 sliding, lockout length); pass another tuple to :class:`Limits` to change them. A call counts one attempt of
@@ -40,7 +41,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from jpki_remote.config import Settings
 from jpki_remote.proofing.counters import CounterStore, DatabaseCounters, LockRecord, RedisCounters
@@ -174,6 +175,7 @@ class Limits:
         self._key = subject_key
         self._clock = clock or (lambda: datetime.now(UTC))
         self._loss_reports: Limits | None = None
+        self.label = ""  # which limits these are, in audit events ("loss_report"; "" for the ordinary ones)
 
     def for_loss_reports(self) -> Limits:
         """The per-card limits of online loss reports: :data:`LOSS_REPORT_RULES` on the same store, under subjects
@@ -182,6 +184,7 @@ class Limits:
         if self._loss_reports is None:
             key = hmac.new(self._key, b"rate-limit-subject:loss-report", hashlib.sha256).digest()
             self._loss_reports = Limits(self.store, key, LOSS_REPORT_RULES, audit=self.audit, clock=self._clock)
+            self._loss_reports.label = "loss_report"
         return self._loss_reports
 
     @classmethod
@@ -303,23 +306,50 @@ class Limits:
         address: str | None = None,
         counter_terminal: str | None = None,
         note: str | None = None,
+        loss_reports: bool = False,
     ) -> list[LockedOut]:
         """Counter staff lift the lockouts of the named subjects and reset their counters. Audited: refused when
-        this ``Limits`` has no audit log. Returns the lockouts that were in force."""
+        this ``Limits`` has no audit log. Returns the lockouts that were in force. ``loss_reports``: the card's
+        online loss-report limits (:meth:`for_loss_reports`) are lifted and reset in the same action — their event
+        (detail ``limits: loss_report``) is written when such a lockout was in force."""
         if self.audit is None:
             raise RuntimeError("lifting a lockout must be audited: construct Limits with audit=AuditLog(...)")
-        from jpki_remote.audit import AuditEvent
-
         subjects = self._subjects(card_id, terminal_id, address)
         if not subjects:
             raise ValueError("name at least one of card_id, terminal_id, address")
-        lifted = self.status(card_id=card_id, terminal_id=terminal_id, address=address)
+        lifted, events, keys = self._lifting(subjects, staff_id, counter_terminal, note, quiet=False)
+        if loss_reports and card_id is not None:
+            other = self.for_loss_reports()
+            more = other._lifting(other._subjects(card_id, None, None), staff_id, counter_terminal, note, quiet=True)
+            lifted, events, keys = lifted + more[0], events + more[1], keys + more[2]
+        self.store.delete(keys)
+        self.audit.append_batch(events)
+        return lifted
+
+    def _lifting(
+        self,
+        subjects: dict[Scope, str],
+        staff_id: str,
+        counter_terminal: str | None,
+        note: str | None,
+        *,
+        quiet: bool,
+    ) -> tuple[list[LockedOut], list[Any], list[str]]:
+        """What lifting ``subjects`` means: (lockouts in force, audit events, store keys to delete). ``quiet``: no
+        event for a subject that was not locked out (its counters are reset all the same)."""
+        from jpki_remote.audit import AuditEvent
+
         now = self._clock()
-        events: list[AuditEvent] = []
+        scopes = list(subjects)
+        records = self.store.locks([f"{subjects[s]}:lock" for s in scopes], now)
+        lifted = [LockedOut(r.until, r.reason, s) for s, r in zip(scopes, records, strict=True) if r is not None]
+        events: list[Any] = []
         keys: list[str] = []
         for scope, subject in subjects.items():
             held = [lock for lock in lifted if lock.scope is scope]
             detail: dict[str, object] = {"scope": str(scope), "subject": "s-" + subject.split(":", 1)[1][:16]}
+            if self.label:
+                detail["limits"] = self.label
             if held:
                 detail.update(reason=held[0].reason, locked_until=held[0].until.isoformat(timespec="seconds"))
             if note:
@@ -332,12 +362,11 @@ class Limits:
                 detail=detail,
             )
             event.validated_detail()  # refuse a bad note before anything changes
-            events.append(event)
+            if held or not quiet:
+                events.append(event)
             keys.append(f"{subject}:lock")
             for rule in self.rules:
                 if rule.scope is scope:
                     index = int(now.timestamp() // rule.window_seconds)
                     keys += [self._bucket(subject, rule, index), self._bucket(subject, rule, index - 1)]
-        self.store.delete(keys)
-        self.audit.append_batch(events)
-        return lifted
+        return lifted, events, keys

@@ -519,16 +519,22 @@ def create_app(
 
     @api.get("/registry/cards/{card_id}/limits", tags=["counter"], responses=COUNTER | NOT_FOUND | ENGINE)
     def card_limits(card_id: str, who: Annotated[Caller, Depends(counter)]) -> dict:
-        locks = staff_card(card_id, who).status(card_id=card_id)
+        limits = staff_card(card_id, who)  # the card's own limits and its online loss reports' (S-17)
+        locks = limits.status(card_id=card_id) + limits.for_loss_reports().status(card_id=card_id)
         return {"card_id": card_id, "locked": bool(locks), "lockouts": _lockouts(locks)}
 
     @api.post("/registry/cards/{card_id}/unlock", tags=["counter"], responses=COUNTER | JSON_BODY | NOT_FOUND | ENGINE)
     def unlock(card_id: str, body: schemas.UnlockRequest, who: Annotated[Caller, Depends(counter)]) -> dict:
-        """Staff lift the card's lockout after checking the holder's ID documents (``Limits.lift``, audited)."""
+        """Staff lift the card's lockout after checking the holder's ID documents (``Limits.lift``, audited) — its
+        own limits and its online loss reports' (a loss-report lockout is lifted in the same action)."""
         limits = staff_card(card_id, who)
         note = "documents checked: " + ",".join(body.documents)
         lifted = limits.lift(
-            card_id=card_id, staff_id=f"staff:{who.staff_id}", counter_terminal=who.terminal_id, note=note
+            card_id=card_id,
+            staff_id=f"staff:{who.staff_id}",
+            counter_terminal=who.terminal_id,
+            note=note,
+            loss_reports=True,
         )
         return {"card_id": card_id, "lifted": _lockouts(lifted), "locked": False}
 
