@@ -176,6 +176,37 @@ def wait_done(session: Session, pins: dict[str, str]) -> dict[str, str]:
     return receipt(screen)
 
 
+def loss_report(session: Session, *, person: str | None = None, before_confirm: Callable[[], None] | None = None
+                ) -> dict[str, Any]:
+    """The online loss report from the portal's menu, no card on the reader: the card number typed, the face of
+    ``person`` (default: the holder) doing the liveness challenge, then — if the face was accepted — the security code
+    from the holder's mailbox and the confirmation (``before_confirm()`` runs while it is shown, before the click).
+    Returns what the page showed: ``face`` (the capture's result), ``steps`` (the indicator), and once accepted
+    ``sent_to`` and ``screen`` (where the page ended)."""
+    world, holder = session.world, session.holder
+    screen = session.open()
+    assert screen.screen() == "menu", screen.describe()
+    screen.choose_loss_report(holder.card_id)
+    steps = screen.challenge()
+    seen: dict[str, Any] = {"steps": screen.steps_shown(), "announced": screen.text("#step-announcer")}
+    before = world.outbox_ids()
+    screen = session.continue_with_camera(steps, person)
+    seen["face"] = screen.capture_face()
+    if seen["face"]["screen"] != "code":
+        return seen
+    seen["sent_to"] = screen.wait_code_sent()
+    screen.enter_code(world.security_code(holder.email, after=before))
+    screen.wait_screen("loss-confirm")
+    seen["confirm"] = screen.text("#loss-confirm-text")
+    if before_confirm is not None:
+        before_confirm()
+    screen.page.click("#loss-confirm-submit")
+    seen["screen"] = screen.wait_screen("loss-done")
+    seen["done"] = screen.text("[data-screen=loss-done]")
+    assert not screen.errors, screen.errors
+    return seen
+
+
 PIN_TITLES = {"auth_pin": "authentication pin", "sign_password": "signature password",
               "residence_pin": "residence registry pin", "text_pin": "card-text pin"}
 

@@ -97,7 +97,8 @@ class HolderScreen:
     # ---- actions -------------------------------------------------------------------------------------------------
     def open(self, url: str) -> None:
         self.page.goto(url)
-        self.wait_screen("menu", "face", "code", "pin", "working", "card", timeout_ms=30_000)
+        self.wait_screen("menu", "face", "code", "pin", "working", "card", "loss-number", "loss-confirm",
+                         timeout_ms=30_000)
 
     def choose_renewal(self) -> None:
         self.page.click("[data-action=choose-renewal]")
@@ -108,6 +109,20 @@ class HolderScreen:
         self.page.click(f"[data-screen=reset-kind] [data-target={target}]")
         self.wait_screen("known-pin")
         self.page.click(f"[data-screen=known-pin] [data-known={known}]")
+
+    def choose_loss_report(self, card_number: str) -> None:
+        """「カードを紛失した」 on the menu, then the card number typed on the keyboard and sent with Enter."""
+        self.page.click("[data-action=choose-loss]")
+        self.wait_screen("loss-number")
+        field = self.page.locator("#loss-card-input")
+        field.focus()
+        field.press_sequentially(card_number)
+        self.page.keyboard.press("Enter")
+
+    def steps_shown(self) -> list[str]:
+        """The steps the indicator shows for the flow in progress, in order."""
+        script = "items => items.map(i => i.dataset.step + ':' + i.querySelector('.num').textContent)"
+        return list(self.page.eval_on_selector_all("#steps li:not([hidden])", script))
 
     def wait_pin(self, title_en: str, *, timeout_ms: int = STEP_TIMEOUT_MS) -> None:
         """Wait for the PIN screen asking for ``title_en`` (case-insensitive part of the English title)."""

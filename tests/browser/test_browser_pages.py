@@ -171,3 +171,29 @@ def test_policy_table_is_the_engines_policy(pages_server: RunningServer, browser
         rule = policy.rule(cell["procedure"], cell["target"], cell["channel"])
         assert cell["allowed"] == rule.allowed, cell
         assert cell["groups"] == [[p.value for p in group] for group in rule.proofs], cell
+
+
+def test_loss_report_is_offered_where_the_policy_allows_it_without_the_card(
+    pages_server: RunningServer, browser: Any
+) -> None:
+    """The portal's menu offers 「カードを紛失した」 (the policy allows the loss report online with no card proof); the
+    kiosk's does not (not allowed there). A card number that cannot be one is refused on the page, loudly."""
+    page = browser.new_page()
+    page.goto(pages_server.url + "/kiosk?agent=" + AGENT_NOWHERE)
+    assert page.locator("[data-action=choose-loss]").count() == 0
+    page.goto(pages_server.url + "/portal?agent=" + AGENT_NOWHERE)
+    page.evaluate("""() => document.querySelectorAll('[data-screen]').forEach(
+        s => s.hidden = s.dataset.screen !== 'menu')""")
+    page.get_by_role("button", name=re.compile("カードを紛失した")).click()
+    assert page.locator('[data-screen="loss-number"]').is_visible()
+    shown = page.eval_on_selector_all("#steps li:not([hidden])", "items => items.map(i => i.dataset.step)")
+    assert shown == ["number", "face", "code", "confirm", "done"]  # no card, no PIN: the reader is never asked for
+    field = page.get_by_label(re.compile("カード番号"))
+    field.fill("12-34")
+    field.press("Enter")
+    assert page.locator("#error-box").is_visible() and "カード番号" in page.locator("#error-ja").inner_text()
+    assert page.locator("#error-box").get_attribute("role") == "alert"
+    assert field.get_attribute("aria-invalid") == "true"
+    assert page.locator('[data-screen="loss-number"]').is_visible()
+    page.locator('[data-screen="loss-number"] [data-action="home"]').click()
+    assert page.locator('[data-screen="menu"]').is_visible()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from jpki_remote.procedures.policy import Channel, Policy, default_policy
+from jpki_remote.procedures.policy import Channel, Policy, ProcedureKind, default_policy
 
 PROCEDURE_LABELS: dict[str, tuple[str, str]] = {
     "renewal": ("電子証明書の更新", "Certificate renewal"),
@@ -125,9 +125,23 @@ def as_json(table: PolicyTable) -> dict[str, Any]:
 KNOWN_PIN_OF_PROOF = {"card_auth_key": "auth_pin", "card_sign_key": "sign_password"}
 
 
+CARD_PROOFS = frozenset({"card_auth_key", "card_sign_key", "card_key", "card_old_pin"})
+
+
+def loss_report_without_card(channel: str, policy: Policy | None = None) -> bool:
+    """Whether a holder on ``channel`` may report the card lost without it: the policy allows the loss report there
+    and none of its proofs is the card's (the page then offers it and never waits for a card)."""
+    policy = policy or default_policy()
+    rule = policy.rules.get((ProcedureKind.LOSS_REPORT, "card", Channel(channel)))
+    if rule is None or not rule.allowed:
+        return False
+    return not any(p.value in CARD_PROOFS for group in rule.proofs for p in group)
+
+
 def holder_options(channel: str, policy: Policy | None = None) -> dict[str, Any]:
     """What the holder's screens need from the policy on ``channel``: for each PIN reset, which PINs the holder may
-    prove the card with (in the policy's order), and what to say when every PIN is forgotten."""
+    prove the card with (in the policy's order), what to say when every PIN is forgotten, and whether the loss
+    report (no card) is offered."""
     policy = policy or default_policy()
     known: dict[str, list[str]] = {}
     for (kind, target, rule_channel), rule in policy.rules.items():
@@ -138,4 +152,8 @@ def holder_options(channel: str, policy: Policy | None = None) -> dict[str, Any]
             if pins:
                 known[target] = pins
                 break
-    return {"reset_known": known, "all_pins_forgotten": dict(policy.all_pins_forgotten)}
+    return {
+        "reset_known": known,
+        "all_pins_forgotten": dict(policy.all_pins_forgotten),
+        "loss_report": loss_report_without_card(channel, policy),
+    }

@@ -1,20 +1,30 @@
 // The holder's flow on the kiosk and the online portal. The server's procedure view decides the screen; the local
 // terminal agent relays the card and asks for PINs. One clear action per screen; errors in Japanese and English.
+// Two flows: with the card (renewal, PIN reset) and the loss report (紛失届), which has no card: the holder types the
+// card number, passes the face check against the enrolled photo and the security code, confirms, and the
+// certificates are revoked — the page never waits for a card or asks the agent to relay one.
 "use strict";
 (function () {
   const J = window.JPKI;
   const { api, agent, config, setBilingual } = J;
   const $ = (id) => document.getElementById(id);
   const POLL_MS = 700;
-  const STEPS = ["card", "pin", "face", "code", "update", "done"];
+  // The steps of each flow, as the indicator shows them (#steps li[data-flow]).
+  const FLOWS = {
+    card: ["card", "pin", "face", "code", "update", "done"],
+    loss: ["number", "face", "code", "confirm", "done"],
+  };
   const STEP_NAMES = {
     card: ["カード確認", "Card"], pin: ["暗証番号", "PIN"], face: ["顔認証", "Face"],
     code: ["セキュリティーコード", "Security code"], update: ["更新/再設定", "Renew / reset"], done: ["完了", "Done"],
+    number: ["カード番号", "Card number"], confirm: ["確認", "Confirm"],
   };
   const KIND_LABELS = {
     renewal: ["電子証明書の更新", "Certificate renewal"],
     pin_reset: ["暗証番号の初期化・再設定", "PIN reset"],
+    loss_report: ["カードの紛失の届出", "Loss report"],
   };
+  const CARD_NUMBER = /^[0-9A-Z]{8,32}$/;  // the registry's card id (registry/service.py _CARD_ID)
   const TARGET_LABELS = {
     certificates: ["署名用・利用者証明用電子証明書", "both certificates"],
     sign_password: ["署名用電子証明書のパスワード", "signature password"],
@@ -37,6 +47,7 @@
     commit: ["書き込みを確定しています", "Committing"],
     confirm: ["書き込みを確認しています", "Confirming"],
     set_pin: ["新しい暗証番号を設定しています", "Setting the new PIN"],
+    revoke: ["電子証明書を失効させています", "Revoking the certificates"],
     finish: ["手続を完了しています", "Finishing"],
   };
   // Refusals after which the holder must go to the counter, and what to tell them.
@@ -51,6 +62,9 @@
     procedureId: null, kind: null, target: null, knownPin: null, view: null, agentStatus: null,
     screen: null, step: null, pinRequestKey: null, newPinFirst: null, capturing: false, codeRequested: false,
     polling: false, pollTimer: null, finished: false, faceResult: null,
+    // the loss report: which flow, the card number typed (shown back), the code held between its entry and the
+    // holder's confirmation (memory only, dropped once sent or wiped), a verification under way
+    flow: "card", lossCard: null, pendingCode: null, verifying: false,
   };
 
   // ------------------------------------------------------------------------------------------------ screens
@@ -63,17 +77,37 @@
     window.scrollTo(0, 0);
   }
 
+  /** Show what belongs to ``flow`` ("card" or "loss": every element marked data-flow) and number its steps. */
+  function setFlow(flow) {
+    state.flow = flow;
+    document.querySelectorAll("[data-flow]").forEach((element) => {
+      element.hidden = !element.dataset.flow.split(" ").includes(flow);
+    });
+    const steps = FLOWS[flow];
+    document.querySelectorAll("#steps li").forEach((li) => {
+      const i = steps.indexOf(li.dataset.step);
+      if (i >= 0) li.querySelector(".num").textContent = String(i + 1);
+    });
+    state.step = undefined;  // the indicator is drawn again by the next setStep
+  }
+
   function setStep(step) {
     if (state.step === step) return;
     state.step = step;
-    const index = STEPS.indexOf(step);
-    document.querySelectorAll("#steps li").forEach((li, i) => {
-      li.classList.toggle("done", index >= 0 && i < index);
-      if (i === index) li.setAttribute("aria-current", "step"); else li.removeAttribute("aria-current");
+    const steps = FLOWS[state.flow];
+    const index = steps.indexOf(step);
+    document.querySelectorAll("#steps li").forEach((li) => {
+      const i = steps.indexOf(li.dataset.step);
+      li.classList.toggle("done", index >= 0 && i >= 0 && i < index);
+      if (i >= 0 && i === index) li.setAttribute("aria-current", "step"); else li.removeAttribute("aria-current");
     });
     const label = $("step-announcer");
-    if (index >= 0) label.textContent = "ステップ " + (index + 1) + " / 6: " + STEP_NAMES[step][0] + "（" + STEP_NAMES[step][1] + "）";
-    else label.textContent = "";
+    if (index >= 0) {
+      label.textContent = "ステップ " + (index + 1) + " / " + steps.length + ": " + STEP_NAMES[step][0] + "（"
+        + STEP_NAMES[step][1] + "）";
+    } else {
+      label.textContent = "";
+    }
   }
 
   function showError(ja, en) {
@@ -97,7 +131,17 @@
     $("failed-ja").textContent = ja;
     $("failed-en").textContent = en || "";
     const counter = COUNTER_CODES.has(code);
-    if (resumable) {
+    const lost = state.flow === "loss";  // no card: nothing to leave on the reader or to take
+    if (resumable && lost) {
+      setBilingual($("failed-next"), "手続は保存されています。「続きから再開」を押すと中断したところから続けます。",
+        "Your procedure is kept. Press Resume to continue.");
+    } else if (lost) {
+      setBilingual($("failed-next"),
+        counter ? "お住まいの市区町村の窓口で紛失を届け出てください。本人確認書類をお持ちください（カードは要りません）。"
+          : "もう一度、最初からお試しください。",
+        counter ? "Please report the loss at your municipal counter with an ID document (no card needed)."
+          : "Please start again.");
+    } else if (resumable) {
       setBilingual($("failed-next"), "手続は保存されています。カードはそのままで、「続きから再開」を押すと中断した"
         + "ところから続けます。", "Your procedure is kept. Leave the card on the reader and press Resume to continue.");
     } else {
@@ -107,7 +151,7 @@
         counter ? "Please visit your municipal counter with your card and an ID document." : "Please start again.");
     }
     $("failed-resume").hidden = !resumable;
-    $("failed-take-card").hidden = resumable;  // the card stays on the reader for "Resume"
+    $("failed-take-card").hidden = resumable || lost;  // the card stays on the reader for "Resume"
     show("failed");
     if (!resumable) agent.cancel();
   }
@@ -197,10 +241,12 @@
     state.finished = false;
     setBilingual($("working-step"), "再開しています", "Resuming");
     show("working");
-    try {
-      await agent.drive(id);
-    } catch (e) {
-      handleError(e);
+    if (state.flow !== "loss") {  // a loss report has no card for the agent to relay
+      try {
+        await agent.drive(id);
+      } catch (e) {
+        handleError(e);
+      }
     }
     startPolling();
   }
@@ -214,10 +260,13 @@
     if (J.camera) J.camera.abort();
     if (pinEntry) pinEntry.clear();
     $("code-input").value = "";
+    $("loss-card-input").value = "";
+    $("loss-card-input").removeAttribute("aria-invalid");
     state.newPinFirst = null;
     showError(null);
     Object.assign(state, { procedureId: null, kind: null, target: null, knownPin: null, view: null, pinRequestKey: null,
-      capturing: false, codeRequested: false, finished: false, faceResult: null });
+      capturing: false, codeRequested: false, finished: false, faceResult: null, lossCard: null, pendingCode: null,
+      verifying: false });
     reconnect.recovered();
     showReconnecting();
     agent.cancel();
@@ -225,6 +274,7 @@
       try { await api.cancel(id); } catch (e) { /* already ended, or the server is gone: it expires by itself */ }
     }
     api.endSession();  // forgotten at once; ended on the server in the background
+    setFlow("card");
     setStep(null);
     show("menu");
     if (reason === "idle") J.toast("操作がなかったため、手続を中止しました。 (Cancelled after inactivity)");
@@ -277,6 +327,7 @@
 
   function choose(kind, target, knownPin) {
     Object.assign(state, { kind, target, knownPin, finished: false, codeRequested: false, faceResult: null });
+    setFlow("card");
     labelUpdateStep(kind);
     setStep("card");
     show("card");
@@ -327,6 +378,112 @@
     } catch (e) {
       handleError(e);
     }
+  }
+
+  // ------------------------------------------------------------------------------------------------ loss report
+  /** "I lost my card": the card number screen. No card, no reader: nothing here waits for the agent's reader. */
+  function chooseLoss() {
+    Object.assign(state, { kind: "loss_report", target: "card", knownPin: null, finished: false, codeRequested: false,
+      faceResult: null, lossCard: null, pendingCode: null, verifying: false });
+    setFlow("loss");
+    setStep("number");
+    showError(null);
+    $("loss-card-input").value = "";
+    $("loss-card-input").removeAttribute("aria-invalid");
+    show("loss-number");
+  }
+
+  /** What the holder typed as the card number, as the registry writes it (full-width → half-width, upper case, no
+   *  spaces or hyphens), or null when it cannot be one. */
+  function cardNumberOf(typed) {
+    const value = String(typed || "").normalize("NFKC").toUpperCase().replace(/[\s\-]/g, "");
+    return CARD_NUMBER.test(value) ? value : null;
+  }
+
+  async function submitLossNumber(event) {
+    event.preventDefault();
+    const input = $("loss-card-input");
+    const cardId = cardNumberOf(input.value);
+    if (!cardId) {
+      input.setAttribute("aria-invalid", "true");
+      showError("カード番号は英数字 8〜32 文字です。入力した番号を確かめてください。",
+        "A card number has 8 to 32 letters and digits. Please check what you typed.");
+      input.focus();
+      return;
+    }
+    input.removeAttribute("aria-invalid");
+    showError(null);
+    state.lossCard = cardId;
+    $("loss-submit").disabled = true;
+    try {
+      const view = await startWithSession({ kind: "loss_report", target: "card", card_id: cardId });
+      state.procedureId = view.id;  // no agent.drive: there is no card to relay
+      state.view = view;
+      startPolling();
+      render(view);
+    } catch (e) {
+      handleError(e);
+    } finally {
+      $("loss-submit").disabled = false;
+    }
+  }
+
+  /** The code is typed: one last look at what reporting the loss does before it is sent (sending it revokes). */
+  function confirmLoss(code) {
+    state.pendingCode = code;
+    // the number typed on this page; after a reload it is not known (nothing of the visit is kept in storage, S-15)
+    if (state.lossCard) {
+      setBilingual($("loss-confirm-which"), "カード番号 " + state.lossCard + " の紛失を届け出ます。",
+        "You are reporting card " + state.lossCard + " as lost.");
+    } else {
+      setBilingual($("loss-confirm-which"), "最初に入力したカード番号のカードの紛失を届け出ます。",
+        "You are reporting the card whose number you entered as lost.");
+    }
+    showError(null);
+    setStep("confirm");
+    show("loss-confirm");
+  }
+
+  function backToCode() {
+    state.pendingCode = null;
+    setStep("code");
+    show("code");
+    $("code-input").focus();
+  }
+
+  async function reportLoss() {
+    const code = state.pendingCode;
+    state.pendingCode = null;
+    if (!code || !state.procedureId) { backToCode(); return; }
+    state.verifying = true;
+    $("loss-confirm-submit").disabled = true;
+    setBilingual($("working-step"), "紛失を届け出ています", "Reporting the loss");
+    show("working");
+    try {
+      const id = state.procedureId;
+      const reply = await persist(() => api.verifyCode(id, code));  // a blip: the same code again
+      state.verifying = false;
+      if (!reply) return;
+      if (reply.message && reply.message.code) showError(reply.message.ja, reply.message.en);
+      else showError(null);
+      render(reply);  // a wrong code: back on the code screen with the tries left
+    } catch (e) {
+      state.verifying = false;
+      handleError(e);
+    } finally {
+      state.verifying = false;
+      $("loss-confirm-submit").disabled = false;
+    }
+  }
+
+  function finishLoss(view) {
+    $("loss-receipt-card").textContent = state.lossCard || "";
+    $("loss-receipt-card").hidden = !state.lossCard;  // not known after a reload (S-15)
+    $("loss-receipt-card-label").hidden = !state.lossCard;
+    $("loss-receipt-ref").textContent = String(view.id).replace(/(.{4})(?=.)/g, "$1 ");
+    $("loss-receipt-time").textContent = J.formatTime(view.completed_at || new Date().toISOString());
+    setStep("done");
+    show("loss-done");
   }
 
   // ------------------------------------------------------------------------------------------------ following
@@ -414,11 +571,17 @@
       if (view.waiting_for === "security_code") { showCode(view); return; }
     }
     const exchange = view.exchange || {};
-    if (exchange.status === "insert_card" || (message && message.code === "card_removed")) {
+    const lost = state.flow === "loss";  // no card: never the card screen
+    if (!lost && (exchange.status === "insert_card" || (message && message.code === "card_removed"))) {
       setStep("card"); show("card"); return;
     }
     const text = WORKING_TEXT[view.state] || ["処理しています", "Working"];
     setBilingual($("working-step"), text[0], text[1]);
+    if (lost) {
+      setStep("confirm");
+      if (!state.capturing) show("working");
+      return;
+    }
     const updateStates = ["keys_request", "generate_keys", "issue", "write_certificates", "commit", "confirm", "set_pin", "finish"];
     if (updateStates.includes(view.state)) setStep("update");
     else if (view.state === "read_face") setStep("face");
@@ -613,6 +776,8 @@
 
   // ------------------------------------------------------------------------------------------------ security code
   function showCode(view) {
+    // the loss report's confirmation, or its code on the way: the poll does not take the holder back to the entry
+    if (state.screen === "loss-confirm" || state.verifying) return;
     setStep("code");
     if (view.code_sent_to) {
       setBilingual($("code-sent"), view.code_sent_to + " にセキュリティーコードを送りました。届いたコードを入力してください。",
@@ -639,6 +804,7 @@
     const code = input.value.replace(/\D/g, "");
     if (!code) { showError("セキュリティーコードを入力してください。", "Please enter the security code."); input.focus(); return; }
     input.value = "";
+    if (state.flow === "loss") { confirmLoss(code); return; }  // sending it revokes: confirm first
     $("code-submit").disabled = true;
     try {
       const id = state.procedureId;
@@ -676,6 +842,7 @@
     stopPolling();
     state.finished = true;
     showError(null);
+    if (view.kind === "loss_report") { finishLoss(view); return; }
     const kind = KIND_LABELS[view.kind] || [view.kind, view.kind];
     const target = TARGET_LABELS[view.target] || [view.target, view.target];
     setBilingual($("receipt-kind"), kind[0] + "（" + target[0] + "）", kind[1] + " (" + target[1] + ")");
@@ -716,6 +883,7 @@
       state.procedureId = view.id;
       state.kind = view.kind;
       state.target = view.target;
+      setFlow(view.kind === "loss_report" ? "loss" : "card");
       labelUpdateStep(view.kind);
       startPolling();
       render(view);
@@ -746,6 +914,7 @@
       else if (action === "resume") resume();
       else if (action === "choose-renewal") choose("renewal", "certificates", null);
       else if (action === "choose-reset") { setStep(null); show("reset-kind"); }
+      else if (action === "choose-loss") chooseLoss();
       else if (button.dataset.target) {
         state.target = button.dataset.target;
         const options = knownOptions(state.target);
@@ -766,6 +935,9 @@
     $("face-start").addEventListener("click", captureFace);
     $("code-form").addEventListener("submit", submitCode);
     $("code-resend").addEventListener("click", resendCode);
+    $("loss-form").addEventListener("submit", submitLossNumber);
+    $("loss-confirm-submit").addEventListener("click", reportLoss);
+    $("loss-confirm-back").addEventListener("click", backToCode);
     $("idle-continue").addEventListener("click", touch);
     ["pointerdown", "keydown", "touchstart", "input"].forEach((name) => document.addEventListener(name, touch, { passive: true }));
     setInterval(idleTick, 1000);
