@@ -15,6 +15,7 @@ from sqlalchemy import select
 from jpki_remote.ca.models import Certificate, CertificateState
 from jpki_remote.procedures.models import Procedure, ProcedureStep
 from jpki_remote.procedures.ports import FaceResult
+from jpki_remote.proofing.models import HolderNotice
 from jpki_remote.registry import service as registry
 from jpki_remote.registry.models import CardState
 from jpki_remote.store import Database
@@ -98,7 +99,9 @@ def _online_loss_report(world: World, card_id: str) -> dict[str, Any]:
     reply = engine.submit_face(reply["id"], "t-app", [HOLDER_FACE], address="192.0.2.7")
     assert reply["proofs_done"] == ["face_enrolled"], reply
     engine.request_code(reply["id"], "t-app", address="192.0.2.7")
-    return engine.verify_code(reply["id"], "t-app", code_from_outbox(world), address="192.0.2.7")
+    code = code_from_outbox(world)
+    reply = engine.verify_code(reply["id"], "t-app", code, address="192.0.2.7")
+    return {**reply, "entered_code": code}
 
 
 def _counter_loss_report(world: World, card_id: str) -> dict[str, Any]:
@@ -137,6 +140,7 @@ def test_online_loss_report_ends_a_renewal_in_progress(lost_world: World, stage:
 
     report = _online_loss_report(world, issued.card_id)
     assert report["status"] == "completed", report
+    code = report["entered_code"]
 
     # the renewal ended with a clear code, released the card; the thief's terminal gets nothing more
     ended = world.engine().view(renewal["id"])
@@ -175,6 +179,14 @@ def test_online_loss_report_ends_a_renewal_in_progress(lost_world: World, stage:
         "loss_report.completed",
     ]
     assert world.audit.verify().ok
+
+    # the holder is told of the loss report in its own words — on every contact, with no card number or code
+    with world.db.session() as s:
+        notices = s.scalars(select(HolderNotice).where(HolderNotice.procedure_id == report["id"])).all()
+        assert [n.event_kind for n in notices] == ["loss_report"]
+        assert "紛失の届出を受け付けました" in notices[0].body and "a loss report" in notices[0].body
+        assert issued.card_id not in notices[0].body and code not in notices[0].body
+        assert not s.scalars(select(HolderNotice).where(HolderNotice.procedure_id == renewal["id"])).all()
 
 
 @pytest.mark.parametrize("stage", ["card_held_waiting_for_staff", "written_before_commit"])

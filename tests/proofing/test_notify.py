@@ -122,3 +122,19 @@ def test_every_event_kind_has_a_message(kind: EventKind) -> None:
     message = notice_message(HolderEvent(kind, "p-1", pin_kind="residence"))
     assert "p-1" in message.body and message.body.splitlines()[-1].startswith("On ")
     assert message.sms and len(message.sms) < 140
+
+
+def test_a_loss_report_notice_says_what_happened_and_what_to_do() -> None:
+    """Not just "certificates revoked": the card was reported lost, it can no longer be used remotely, and what to do
+    if the holder did not report it (the municipal office, with the reference) — in Japanese and English."""
+    from jpki_remote.proofing.messages import notice_message
+
+    message = notice_message(HolderEvent(EventKind.LOSS_REPORT, "f" * 32, channel="online"))
+    assert "紛失" in message.subject and "Loss" in message.subject
+    for text in (message.body, message.sms):
+        assert "紛失" in text and "失効" in text and "市区町村窓口" in text and "f" * 32 in text
+        assert "できません" in text  # no remote procedure with this card any more
+    assert "ご自身で届け出ていない場合" in message.body and "届け出ていない場合" in message.sms
+    english = message.body.splitlines()[-1]
+    assert "loss report" in english and "no longer be used" in english and "If you did not report it" in english
+    assert "renewed" not in message.body and "お手続き完了" not in message.subject

@@ -255,6 +255,7 @@ class ServerSteps(AuditTrail):
             "pin_reset": "pin_reset",
             "pin_change": "pin_change",
             ProcedureKind.ISSUANCE.value: "issuance",
+            ProcedureKind.LOSS_REPORT.value: "loss_report",  # its own words: the card is lost, not just revoked
         }.get(proc.kind, "revocation")
         pin_kind = {"sign_password": "sign", "auth_pin": "auth", "residence_pin": "residence", "text_pin": "text"}.get(
             proc.target

@@ -22,6 +22,7 @@ PURPOSES_JA = {
     "pin_change": "暗証番号の変更",
     "revocation": "電子証明書の失効",
     "issuance": "電子証明書の発行",
+    "loss_report": "マイナンバーカードの紛失の届出",
 }
 PIN_KINDS_JA = {
     "sign": "署名用電子証明書のパスワード",
@@ -61,6 +62,7 @@ class EventKind(enum.StrEnum):
     PIN_CHANGE = "pin_change"
     REVOCATION = "revocation"
     ISSUANCE = "issuance"  # certificates issued on a new card (counter issuance)
+    LOSS_REPORT = "loss_report"  # card reported lost: both certificates revoked, no remote procedure any more
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,8 @@ def notice_message(event: HolderEvent) -> Message:
     when = event.occurred_at.astimezone(JST).strftime("%Y年%m月%d日 %H:%M")
     when_en = event.occurred_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
     where = CHANNELS_JA.get(event.channel, event.channel)
+    if event.kind is EventKind.LOSS_REPORT:
+        return _loss_report_message(event, when, when_en, where)
     pin_ja = PIN_KINDS_JA.get(event.pin_kind or "", "暗証番号")
     pin_en = PIN_KINDS_EN.get(event.pin_kind or "", "PIN")
     what_ja, what_en = {
@@ -105,3 +109,29 @@ def notice_message(event: HolderEvent) -> Message:
     )
     sms = f"{SERVICE}: {when} {what_ja}（受付番号 {event.procedure_id}）。心当たりがない場合は市区町村窓口へ。"
     return Message(subject=f"【{SERVICE}】お手続き完了のお知らせ / Notice of completed procedure", body=body, sms=sms)
+
+
+def _loss_report_message(event: HolderEvent, when: str, when_en: str, where: str) -> Message:
+    """A loss report (紛失届) was completed: what happened, that the card can no longer be used remotely, and what to do
+    if the holder did not report it. No card number, name or code — the procedure's reference only."""
+    body = (
+        f"{when}（日本時間）、{where}で、マイナンバーカードの紛失の届出を受け付けました。\n"
+        "このカードの電子証明書（署名用・利用者証明用）は失効しました。このカードでは、コンビニ等のキオスク端末や"
+        "オンラインでの手続（電子証明書の更新・暗証番号の初期化など）はできません。"
+        "カードが見つかった場合や再交付は、お住まいの市区町村窓口でお手続きください。\n"
+        f"受付番号: {event.procedure_id}\n"
+        "ご自身で届け出ていない場合は、至急お住まいの市区町村窓口にご連絡ください"
+        "（受付番号をお伝えください）。このメッセージに返信する必要はありません。\n"
+        f"On {when_en}, a loss report for your My Number Card was accepted ({event.channel}): its electronic "
+        "certificates were revoked and the card can no longer be used for kiosk or online procedures. If you did "
+        "not report it, contact your municipal office at once; for a new card, or if you find it, visit the counter."
+    )
+    sms = (
+        f"{SERVICE}: {when} マイナンバーカードの紛失届を受付。電子証明書は失効し、遠隔の手続はできません"
+        f"（受付番号 {event.procedure_id}）。届け出ていない場合は至急市区町村窓口へ。"
+    )
+    return Message(
+        subject=f"【{SERVICE}】マイナンバーカードの紛失の届出の受付 / Loss of your My Number Card reported",
+        body=body,
+        sms=sms,
+    )
