@@ -413,6 +413,51 @@ def loss_report(run: Run, terminal: TerminalPage, key: str) -> str:
     return "completed, card locked (lost), both certificates revoked"
 
 
+def online_loss_report(run: Run, terminal: TerminalPage) -> str:
+    """The card just issued at the counter is lost: its holder reports it online, with nothing on the reader — the
+    card number, the face against the photo enrolled at issuance (liveness), then the security code (the portal's
+    loss report, docs/ui.md). Both certificates are revoked, the card is locked out of remote procedures."""
+    from jpki_remote.registry import service as registry
+
+    facts = run.issued
+    if facts is None:
+        raise Unexpected("no card was issued at the counter")
+    card_id = facts["card_id"]
+    with run.env.db.session() as session:
+        row = registry.get_card(session, card_id)
+        serials = {"authentication": row.auth_cert_serial, "signature": row.sign_cert_serial} if row else {}
+    if not serials.get("authentication"):
+        raise Unexpected("no certificate recorded for the new card")
+    view = terminal.call("POST", "/procedures", {"kind": "loss_report", "target": "card", "card_id": card_id})
+    if view["status"] != "active" or view.get("waiting_for") != "face_enrolled":
+        raise Unexpected(f"at the start: {_ended(view)}")
+    camera = run.env.faces.joinpath(people.WAITING.person, people.WAITING.photo).read_bytes()
+    view = _face(run, terminal, view, camera)
+    if "face_enrolled" not in _proofs(view):
+        reason = (view.get("face_result") or {}).get("reason")
+        raise Unexpected(f"face refused for the holder ({reason}): {_ended(view)}")
+    view = terminal.verify_code(view["id"], _code(run, terminal, view, people.WAITING.email))
+    if view["status"] != "completed":
+        raise Unexpected(_ended(view))
+    state = _card_state(run, card_id)
+    if state != "lost":
+        raise Unexpected(f"card state is {state}, not lost")
+    # the certificates the counter issued are expected revoked now, no longer good
+    revoked = {(kind, int(serial, 16)) for kind, serial in serials.items() if serial}
+    run.expectations = [e for e in run.expectations if (e[0], e[1]) not in revoked]
+    for kind, serial in serials.items():
+        run.expect_status(kind, serial, "revoked", f"new card reported lost online: {kind} certificate")
+    return "completed, no card on the reader, card locked (lost), both certificates revoked"
+
+
+def _card_state(run: Run, card_id: str) -> str:
+    from jpki_remote.registry import service as registry
+
+    with run.env.db.session() as session:
+        row = registry.get_card(session, card_id)
+        return row.state.value if row else "missing"
+
+
 def registry_move(run: Run, terminal: TerminalPage, key: str) -> str:
     card = run.env.card(key)
     answer = terminal.call(
@@ -471,6 +516,7 @@ PROCEDURES: list[tuple[str, str, str, Callable[[Run], str]]] = [
     ("wrong security code · online", "shirokane", "refused", lambda r: wrong_code(r, r.app, "shirokane")),
     ("new issuance · counter", "shibaura", "completed", lambda r: issuance(r, r.counter)),
     ("PIN reset text PIN · kiosk (the new card)", "shibaura", "completed", lambda r: reset_new_card(r, r.kiosk)),
+    ("loss report · online (the new card, no card)", "shibaura", "completed", lambda r: online_loss_report(r, r.app)),
     ("revocation on loss · counter", "shirokane", "completed", lambda r: loss_report(r, r.counter, "shirokane")),
     ("registry event: move out · counter", "daiba", "completed", lambda r: registry_move(r, r.counter, "daiba")),
 ]
