@@ -186,7 +186,9 @@ def loss_report(session: Session, *, person: str | None = None, before_confirm: 
     world, holder = session.world, session.holder
     screen = session.open()
     assert screen.screen() == "menu", screen.describe()
-    screen.choose_loss_report(holder.card_id)
+    screen.choose_loss_report(holder.card_id, submit=False)
+    session.shot("01-number")
+    screen.page.locator("#loss-card-input").press("Enter")  # Enter in the field sends the form
     steps = screen.challenge()
     seen: dict[str, Any] = {"steps": screen.steps_shown(), "announced": screen.text("#step-announcer")}
     before = world.outbox_ids()
@@ -198,11 +200,13 @@ def loss_report(session: Session, *, person: str | None = None, before_confirm: 
     screen.enter_code(world.security_code(holder.email, after=before))
     screen.wait_screen("loss-confirm")
     seen["confirm"] = screen.text("#loss-confirm-text")
+    session.shot("02-confirm")
     if before_confirm is not None:
         before_confirm()
     screen.page.click("#loss-confirm-submit")
     seen["screen"] = screen.wait_screen("loss-done")
     seen["done"] = screen.text("[data-screen=loss-done]")
+    session.shot("03-done")
     assert not screen.errors, screen.errors
     return seen
 

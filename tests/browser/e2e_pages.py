@@ -110,14 +110,15 @@ class HolderScreen:
         self.wait_screen("known-pin")
         self.page.click(f"[data-screen=known-pin] [data-known={known}]")
 
-    def choose_loss_report(self, card_number: str) -> None:
-        """「カードを紛失した」 on the menu, then the card number typed on the keyboard and sent with Enter."""
+    def choose_loss_report(self, card_number: str, *, submit: bool = True) -> None:
+        """「カードを紛失した」 on the menu, then the card number typed on the keyboard (and sent with Enter)."""
         self.page.click("[data-action=choose-loss]")
         self.wait_screen("loss-number")
         field = self.page.locator("#loss-card-input")
         field.focus()
         field.press_sequentially(card_number)
-        self.page.keyboard.press("Enter")
+        if submit:
+            self.page.keyboard.press("Enter")
 
     def steps_shown(self) -> list[str]:
         """The steps the indicator shows for the flow in progress, in order."""

@@ -3,7 +3,8 @@ the reader stays empty: the holder chooses 「カードを紛失した」, types
 the photo enrolled at issuance (random liveness challenge, fake camera fed from their real photo), enters the
 security code from their mailbox and confirms. Checked from outside: both certificates ``revoked`` (keyCompromise) by
 ``openssl ocsp`` — and still ``good`` while the confirmation is shown —, ``jpki-remote audit verify`` passes. Another
-person's face is refused: no code is sent, nothing is revoked."""
+person's face is refused: no code is sent, nothing is revoked. With ``JPKI_SCREENSHOTS=1`` the first run writes the
+portal's loss-report screenshots of docs/ui.md."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 from e2e import PINS, E2EWorld
 from e2e_flows import Session, loss_report
+from e2e_pages import screenshots_wanted
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -23,7 +25,8 @@ def test_loss_report_in_the_portal(e2e_world: E2EWorld, browser_factory: Any, y4
     holder = world.add_holder("john_lennon")
     old = world.card_certificates(holder.card_id, PINS["sign_password"])
     agent = world.start_agent(world.register_terminal("app"), card_id=None)  # the card is lost: nothing on the reader
-    session = Session(world, holder, agent, "app", browser_factory, y4m_cache)
+    session = Session(world, holder, agent, "app", browser_factory, y4m_cache,
+                      shots="portal-loss" if screenshots_wanted() else None)
     at_confirmation: dict[str, Any] = {}
 
     def before_confirm() -> None:  # the last look: nothing revoked yet, no card relayed at any point
