@@ -75,3 +75,16 @@ def test_which_database_errors_are_outages() -> None:
     lost = exc.DBAPIError("SELECT 1", {}, RuntimeError("gone"), connection_invalidated=True)
     assert database_unavailable(lost)
     assert not database_unavailable(ValueError("not a database error"))
+
+
+def test_a_drivers_own_errors_from_a_raw_cursor_are_classed_too() -> None:
+    """The CRL publisher streams rows through a raw DB-API cursor: psycopg's and sqlite3's own exceptions."""
+    import psycopg
+
+    assert database_unavailable(psycopg.OperationalError("server closed the connection unexpectedly"))
+    assert database_unavailable(psycopg.errors.AdminShutdown("terminating connection due to administrator command"))
+    assert database_unavailable(psycopg.InterfaceError("the connection is closed"))
+    assert not database_unavailable(psycopg.errors.UndefinedTable('relation "ca_certificates" does not exist'))
+    assert not database_unavailable(psycopg.errors.UniqueViolation("duplicate key"))
+    assert database_unavailable(sqlite3.OperationalError("database is locked"))
+    assert not database_unavailable(sqlite3.OperationalError("no such table: ca_certificates"))

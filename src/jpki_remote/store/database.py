@@ -7,6 +7,7 @@ own ``models.py`` on :class:`Base`; :mod:`jpki_remote.store.schema` imports them
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -74,15 +75,27 @@ def database_unavailable(error: BaseException) -> bool:
     if isinstance(error, exc.TimeoutError):  # no pooled connection free within pool_timeout
         return True
     if not isinstance(error, exc.DBAPIError):
-        return False
+        # a driver's own error, from a raw DB-API cursor (the CRL publisher streams rows that way)
+        return _driver_error_unavailable(error)
     if error.connection_invalidated:
         return True
     if not isinstance(error, (exc.OperationalError, exc.InterfaceError)):
         return False
-    if type(error.orig).__module__.startswith("sqlite3"):
+    return _driver_error_unavailable(error.orig, wrapped=True)
+
+
+def _driver_error_unavailable(error: BaseException, *, wrapped: bool = False) -> bool:
+    """``error`` as raised by sqlite3 or psycopg: an outage? (``wrapped``: SQLAlchemy already classed it as an
+    OperationalError or InterfaceError.)"""
+    if isinstance(error, sqlite3.OperationalError):
         # sqlite3 raises OperationalError for "no such table" as well; only a busy database is transient
-        return "locked" in str(error.orig) or "busy" in str(error.orig)
-    return True  # psycopg: connection failures, admin shutdown, cancelled statements, serialization failures
+        return "locked" in str(error) or "busy" in str(error)
+    if type(error).__module__.split(".")[0] == "psycopg":
+        import psycopg
+
+        # connection failures, admin shutdown, cancelled statements, serialization failures
+        return isinstance(error, psycopg.OperationalError | psycopg.InterfaceError)
+    return wrapped and not isinstance(error, sqlite3.Error)
 
 
 class Database:
